@@ -1,0 +1,1 @@
+"""Control-node tooling for fastapi-fleet: the lab, the operations CLI and benchmarks."""
