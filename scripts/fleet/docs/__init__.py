@@ -1,0 +1,1 @@
+"""Role documentation generated from each role's argument_specs and defaults."""

@@ -1,0 +1,89 @@
+"""A real machine: up, reachable over SSH, idempotent; down after a simulated crash leaves no trace."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from fleet.lab import machines, network, operations
+from fleet.lab.config import LabConfig, MachineSpec
+from fleet.lab.state import LabState
+
+NAME = "pytest-lab1"
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    if os.geteuid() != 0:
+        pytest.fail("the lab lifecycle test needs root (run the suite as scripts/test.sh does)")
+    config = LabConfig.from_env()
+    yield config
+    operations.down(config, [NAME], log=lambda _: None)
+
+
+def _ssh(cfg, command):
+    return subprocess.run(operations.ssh_command(cfg, NAME, command), capture_output=True, text=True, timeout=60)
+
+
+def _traces(cfg):
+    paths = machines.MachinePaths(cfg, NAME)
+    return {
+        "processes": machines.nspawn_pids(paths) + machines.rooted_pids(paths),
+        "mounts": machines.mounted_under(paths.base) if paths.base.exists() else [],
+        "netns": NAME in network.netns_names(),
+        "veth": network.link_exists(network.veth_name(NAME)),
+        "dir": paths.base.exists(),
+    }
+
+
+def test_up_boots_a_reachable_systemd_machine(cfg):
+    (record,) = operations.up(cfg, [MachineSpec(NAME, "bookworm")], log=lambda _: None)
+    proc = _ssh(
+        cfg, ["hostname", "&&", "systemctl", "is-system-running", "&&", "ip", "-4", "-o", "addr", "show", "eth0"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    hostname, state, addr_line = proc.stdout.splitlines()
+    assert hostname == NAME
+    assert state in ("running", "degraded")
+    assert f"inet {record.address}/" in addr_line
+
+
+def test_up_again_changes_nothing(cfg):
+    before = machines.nspawn_pids(machines.MachinePaths(cfg, NAME))
+    messages: list[str] = []
+    operations.up(cfg, [MachineSpec(NAME, "bookworm")], log=messages.append)
+    assert messages == [f"{NAME}: already running at {operations.instance_configs(cfg, [NAME])[0]['address']}"]
+    assert machines.nspawn_pids(machines.MachinePaths(cfg, NAME)) == before
+
+
+def test_inventory_describes_the_machine(cfg):
+    inventory = operations.inventory(cfg, [NAME])
+    host = inventory["all"]["children"]["lab"]["hosts"][NAME]
+    assert host["ansible_user"] == "root"
+    assert Path(host["ansible_ssh_private_key_file"]).exists()
+    assert "StrictHostKeyChecking=yes" in host["ansible_ssh_common_args"]
+
+
+def test_down_after_a_crash_leaves_no_trace(cfg):
+    # Simulate a crash: nspawn killed outright and the machine missing from the state file.
+    paths = machines.MachinePaths(cfg, NAME)
+    for pid in machines.nspawn_pids(paths):
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    assert machines.rooted_pids(paths), "the container outlives its nspawn: this is what down must find"
+    state = LabState.load(cfg.state_file)
+    state.machines.pop(NAME)
+    state.save(cfg.state_file)
+
+    operations.down(cfg, [NAME], log=lambda _: None)
+
+    assert _traces(cfg) == {"processes": [], "mounts": [], "netns": False, "veth": False, "dir": False}
+    others = LabState.load(cfg.state_file).machines
+    if not others:
+        assert not network.link_exists(cfg.bridge)
+        assert network.tagged_rules() == []
+        assert json.loads(cfg.state_file.read_text())["ip_forward_before"] is None
