@@ -1,0 +1,1 @@
+"""Day-to-day operations over the same inventories Ansible uses, with Fabric."""
