@@ -37,6 +37,7 @@ def _traces(cfg):
         "netns": NAME in network.netns_names(),
         "veth": network.link_exists(network.veth_name(NAME)),
         "dir": paths.base.exists(),
+        "cgroups": [d for d in machines.cgroup_dirs(NAME) if d.exists()],
     }
 
 
@@ -50,6 +51,17 @@ def test_up_boots_a_reachable_systemd_machine(cfg):
     assert hostname == NAME
     assert state in ("running", "degraded")
     assert f"inet {record.address}/" in addr_line
+
+
+def test_machine_has_its_own_cgroup_tree(cfg):
+    # Two machines must never share cgroups: one's systemd would see (and kill) the other's units.
+    pids = machines.rooted_pids(machines.MachinePaths(cfg, NAME))
+    assert pids
+    for pid in pids:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        named = [line for line in lines if line.split(":")[1] in ("name=systemd", "")]
+        assert named, lines
+        assert all(f"/{machines.LAB_CGROUP}/{NAME}/" in line for line in named), named
 
 
 def test_up_again_changes_nothing(cfg):
@@ -81,7 +93,7 @@ def test_down_after_a_crash_leaves_no_trace(cfg):
 
     operations.down(cfg, [NAME], log=lambda _: None)
 
-    assert _traces(cfg) == {"processes": [], "mounts": [], "netns": False, "veth": False, "dir": False}
+    assert _traces(cfg) == {"processes": [], "mounts": [], "netns": False, "veth": False, "dir": False, "cgroups": []}
     others = LabState.load(cfg.state_file).machines
     if not others:
         assert not network.link_exists(cfg.bridge)

@@ -19,6 +19,10 @@ from fleet.lab.system import run, succeeds
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
 # systemd's own hard open-file limit on a real host (services may raise theirs up to it).
 NOFILE_CEILING = 524288
+# Each machine gets its own cgroup subtree under this name in every mounted hierarchy, so one
+# machine's systemd never sees (or kills) another machine's units.
+LAB_CGROUP = "fastapi-fleet-lab"
+CGROUP_HIERARCHIES = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"), Path("/sys/fs/cgroup"))
 
 
 class MachinePaths:
@@ -84,6 +88,24 @@ def _host_resolv_conf() -> str:
     raise LabError("no usable DNS resolver in the host's /etc/resolv.conf (only a loopback stub)")
 
 
+def cgroup_dirs(name: str | None = None) -> list[Path]:
+    """The machine's cgroup directory in each hierarchy (or the lab's parent when name is None)."""
+    roots = [root for root in CGROUP_HIERARCHIES if (root / "cgroup.procs").exists()]
+    return [root / LAB_CGROUP / name if name else root / LAB_CGROUP for root in roots]
+
+
+def remove_cgroups(name: str | None = None) -> None:
+    """Remove a machine's (now empty) cgroup subtrees, deepest first; with no name, the lab's parent."""
+    for top in cgroup_dirs(name):
+        if not top.is_dir():
+            continue
+        for directory in sorted((d for d in top.rglob("*") if d.is_dir()), key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
 def boot(paths: MachinePaths, name: str) -> int:
     """Start systemd-nspawn detached, in the machine's network namespace; return its PID."""
     args = [
@@ -100,6 +122,16 @@ def boot(paths: MachinePaths, name: str) -> int:
         name,
         f"--network-namespace-path=/run/netns/{name}",
     ]
+    cgroups = cgroup_dirs(name)
+    for directory in cgroups:
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def prepare() -> None:
+        # In the child, before exec: nspawn builds the container's cgroups below its own.
+        _raise_nofile()
+        for directory in cgroups:
+            (directory / "cgroup.procs").write_text(str(os.getpid()))
+
     with open(paths.log, "ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - fixed argument list
             args,
@@ -108,7 +140,7 @@ def boot(paths: MachinePaths, name: str) -> int:
             stderr=subprocess.STDOUT,
             env={**os.environ, **NSPAWN_ENV},
             start_new_session=True,
-            preexec_fn=_raise_nofile,
+            preexec_fn=prepare,
         )
     return proc.pid
 

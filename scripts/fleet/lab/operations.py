@@ -151,6 +151,7 @@ def down(cfg: LabConfig, names: list[str] | None, *, purge: bool = False, log: L
             record = state.machines.pop(name, None)
             paths = machines.MachinePaths(cfg, name)
             machines.unmount(paths)
+            machines.remove_cgroups(name)
             shutil.rmtree(paths.base, ignore_errors=True)
             network.delete_machine_netns(name, record.veth if record else network.veth_name(name))
             if record is not None:
@@ -162,6 +163,7 @@ def down(cfg: LabConfig, names: list[str] | None, *, purge: bool = False, log: L
             for veth in network.lab_veths():
                 run(["ip", "link", "del", veth], check=False)
             network.teardown_network(cfg, state.ip_forward_before)
+            machines.remove_cgroups()
             state.ip_forward_before = None
         state.save(cfg.state_file)
     if purge and not state.machines:
