@@ -1,0 +1,1 @@
+"""fastapi-fleet-app: the items service deployed by fastapi-fleet."""

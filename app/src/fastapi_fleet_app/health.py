@@ -1,0 +1,58 @@
+"""Liveness (``/health``), readiness (``/ready``) and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable
+
+from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
+
+from fastapi_fleet_app import db, metrics
+from fastapi_fleet_app.resources import Deps
+from fastapi_fleet_app.responses import OrjsonResponse
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"])
+_HOSTNAME = socket.gethostname()
+
+
+@router.get("/health")
+async def health(deps: Deps) -> Response:
+    """Liveness: the process serves requests; no dependency is contacted."""
+    release = deps.settings.release
+    return OrjsonResponse({"status": "ok", "version": release, "hostname": _HOSTNAME})
+
+
+async def _check(name: str, probe: Awaitable[None], seconds: float) -> str:
+    try:
+        async with asyncio.timeout(seconds):
+            await probe
+    except Exception as exc:
+        log.warning("readiness check failed", extra={"dependency": name, "error": repr(exc)})
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+@router.get("/ready")
+async def ready(deps: Deps) -> Response:
+    """Readiness: 200 when PostgreSQL and Redis both answer in time, else 503."""
+    seconds = deps.settings.ready_timeout_seconds
+    postgres, redis = await asyncio.gather(
+        _check("postgres", db.ping(deps.pool, seconds), seconds),
+        _check("redis", deps.cache.ping(), seconds),
+    )
+    ok = postgres == "ok" and redis == "ok"
+    return OrjsonResponse(
+        {"status": "ok" if ok else "unavailable", "checks": {"postgres": postgres, "redis": redis}},
+        status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+@router.get("/metrics")
+async def prometheus_metrics(deps: Deps) -> Response:
+    metrics.observe_pool(deps.pool)
+    return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)

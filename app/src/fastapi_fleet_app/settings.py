@@ -1,0 +1,102 @@
+"""Settings from ``APP_*`` environment variables and an optional env file."""
+
+from __future__ import annotations
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "APP_"
+ENV_FILE_VARIABLE = "APP_ENV_FILE"
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+
+class ConfigError(Exception):
+    """Invalid configuration; the message names variables, never their values."""
+
+
+def package_version() -> str:
+    """Installed version of this distribution."""
+    try:
+        return version("fastapi-fleet-app")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def _check_scheme(value: SecretStr, schemes: tuple[str, ...]) -> SecretStr:
+    if urlsplit(value.get_secret_value()).scheme not in schemes:
+        raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+    return value
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field maps to ``APP_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: SecretStr
+    redis_url: SecretStr
+    db_pool_min_size: int = Field(default=2, ge=0, le=1000)
+    db_pool_max_size: int = Field(default=10, ge=1, le=1000)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    db_statement_timeout_ms: int = Field(default=10_000, ge=0)
+    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    redis_timeout_seconds: float = Field(default=0.5, gt=0, le=60)
+    cache_ttl_seconds: int = Field(default=60, ge=0)
+    cache_retry_seconds: float = Field(default=2.0, ge=0, le=3600)
+    ready_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
+    max_body_bytes: int = Field(default=65_536, ge=0)
+    log_level: LogLevel = "INFO"
+    log_file: str = "-"
+    release: str = Field(default_factory=package_version, min_length=1, max_length=64)
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: SecretStr) -> SecretStr:
+        return _check_scheme(value, ("postgresql", "postgres"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr) -> SecretStr:
+        return _check_scheme(value, ("redis", "rediss", "unix"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> Settings:
+        if self.db_pool_max_size < self.db_pool_min_size:
+            raise ValueError("APP_DB_POOL_MAX_SIZE must be >= APP_DB_POOL_MIN_SIZE")
+        return self
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line naming each bad variable and what is wrong, without input values."""
+    parts = []
+    for error in exc.errors(include_input=False, include_url=False):
+        message = str(error["msg"]).replace("Value error, ", "")
+        if error["loc"]:
+            parts.append(f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {message}")
+        else:
+            parts.append(message)
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings() -> Settings:
+    """Read settings, raising ConfigError with a one-line, secret-free message."""
+    env_file = os.environ.get(ENV_FILE_VARIABLE) or None
+    if env_file is not None and not Path(env_file).is_file():
+        raise ConfigError(f"invalid configuration: {ENV_FILE_VARIABLE}: file not found")
+    try:
+        return Settings(_env_file=env_file)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None

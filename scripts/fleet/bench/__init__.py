@@ -1,0 +1,1 @@
+"""Load benchmark of the bundled app (``fleet-bench``)."""
