@@ -4,12 +4,12 @@ Expected tuning is computed here from the host's facts and the inventory's varia
 PGTune's formulas (independently of the role's filter plugin), not hard-coded.
 """
 
-import json
 import math
 import shlex
 
 import psycopg
 import pytest
+from conftest import templated_vars
 
 DEBIAN_VERSIONS = {"bookworm": 15, "trixie": 17}
 MAX_CONNECTIONS = {"web": 200, "oltp": 300, "mixed": 100, "dw": 40}
@@ -18,20 +18,10 @@ RANDOM_PAGE_COST = {"ssd": 1.1, "hdd": 4.0, "san": 1.1, "nvme": 1.1}
 UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 
 
-UNDEFINED = "__undefined__"
-
-
-def _vars(host, defaults):
-    """Inventory variables as Ansible templates them for this host, in one call (role defaults are not visible)."""
-    expression = ", ".join(f"'{name}': {name} | default('{UNDEFINED}')" for name in defaults)
-    values = host.ansible("debug", json.dumps({"msg": "{{ {" + expression + "} }}"}), check=False)["msg"]
-    return {name: default if values[name] == UNDEFINED else values[name] for name, default in defaults.items()}
-
-
 @pytest.fixture(scope="module")
 def pg(host):
     facts = host.ansible("setup", "filter=ansible_*", check=False)["ansible_facts"]
-    v = _vars(
+    v = templated_vars(
         host,
         {
             "fleet_address": host.ansible.get_variables()["ansible_host"],

@@ -1,25 +1,16 @@
 """The redis role, proved on every host of the scenario; client checks run from the control node."""
 
-import json
 import socket
 
 import pytest
 import redis
-
-UNDEFINED = "__undefined__"
-
-
-def _vars(host, defaults):
-    """Inventory variables as Ansible templates them for this host, in one call (role defaults are not visible)."""
-    expression = ", ".join(f"'{name}': {name} | default('{UNDEFINED}')" for name in defaults)
-    values = host.ansible("debug", json.dumps({"msg": "{{ {" + expression + "} }}"}), check=False)["msg"]
-    return {name: default if values[name] == UNDEFINED else values[name] for name, default in defaults.items()}
+from conftest import templated_vars
 
 
 @pytest.fixture(scope="module")
 def rd(host):
     facts = host.ansible("setup", "filter=ansible_*", check=False)["ansible_facts"]
-    v = _vars(
+    v = templated_vars(
         host,
         {
             "fleet_address": host.ansible.get_variables()["ansible_host"],
