@@ -1,8 +1,30 @@
 """Helpers shared by the scenario's verifiers."""
 
+import functools
 import json
 
 UNDEFINED = "__undefined__"
+
+
+@functools.cache
+def _inventory_vars(host) -> dict:
+    return host.ansible.get_variables()
+
+
+def inventory_vars(host) -> dict:
+    """The host's inventory variables, untemplated (read once per host: parsing the inventory is slow)."""
+    return _inventory_vars(host)
+
+
+def host_address(host) -> str:
+    """The address the control node (and the other tiers) reach the host at."""
+    return inventory_vars(host)["ansible_host"]
+
+
+@functools.cache
+def facts(host) -> dict:
+    """The host's Ansible facts, gathered once per host."""
+    return host.ansible("setup", "filter=ansible_*", check=False)["ansible_facts"]
 
 
 def templated_vars(host, defaults: dict) -> dict:

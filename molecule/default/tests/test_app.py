@@ -9,6 +9,7 @@ import urllib.request
 import uuid
 
 import pytest
+from conftest import host_address, inventory_vars
 
 APP = "fastapi-fleet"
 UNIT = f"{APP}.service"
@@ -22,13 +23,9 @@ MAX_EXPOSURE = 3.0
 MAX_RECOVERY_SECONDS = 20
 
 
-def _address(host) -> str:
-    return host.ansible.get_variables()["ansible_host"]
-
-
 def _get(host, path: str, headers: dict | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
     """Request the app directly (no load balancer) from the control node."""
-    request = urllib.request.Request(f"http://{_address(host)}:{PORT}{path}", headers=headers or {})
+    request = urllib.request.Request(f"http://{host_address(host)}:{PORT}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -89,7 +86,7 @@ def test_master_and_workers_run_unprivileged_with_expected_count(host):
     workers = [int(p) for p in host.check_output(f"pgrep -P {master}").split()]
     expected = int(_env(host)["APP_WORKERS"])
     assert len(workers) == expected
-    if "app_workers" not in host.ansible.get_variables():
+    if "app_workers" not in inventory_vars(host):
         # Role default: one async worker per usable vCPU.
         assert expected == int(host.check_output("nproc"))
     app_uid = host.user(USER).uid
@@ -99,7 +96,7 @@ def test_master_and_workers_run_unprivileged_with_expected_count(host):
 
 
 def test_listens_on_fleet_address_and_loopback(host):
-    assert host.socket(f"tcp://{_address(host)}:{PORT}").is_listening
+    assert host.socket(f"tcp://{host_address(host)}:{PORT}").is_listening
     assert host.socket(f"tcp://127.0.0.1:{PORT}").is_listening
 
 
@@ -127,7 +124,7 @@ def test_env_file_is_private_to_the_app_group(host):
     values = _env(host)
     assert values["APP_DATABASE_URL"].startswith("postgresql://")
     assert values["APP_REDIS_URL"].startswith("redis://")
-    assert values["APP_BIND"].split(",")[0] == f"{_address(host)}:{PORT}"
+    assert values["APP_BIND"].split(",")[0] == f"{host_address(host)}:{PORT}"
     assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0
 
 

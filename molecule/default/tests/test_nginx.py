@@ -18,6 +18,7 @@ import uuid
 import warnings
 
 import pytest
+from conftest import host_address, inventory_vars
 
 testinfra_hosts = ["loadbalancers"]
 
@@ -27,25 +28,10 @@ CERT = "/etc/nginx/tls/fastapi-fleet.crt"
 HEX32 = re.compile(r"[0-9a-f]{32}")
 
 
-_VARIABLES: dict[str, dict] = {}
-
-
-def _variables(host) -> dict:
-    """The host's inventory variables (read once: parsing the inventory is slow)."""
-    name = host.backend.get_hostname()
-    if name not in _VARIABLES:
-        _VARIABLES[name] = host.ansible.get_variables()
-    return _VARIABLES[name]
-
-
 def _var(host, name, default):
     """An inventory override of a role variable, else the role's default."""
-    value = _variables(host).get(name, default)
+    value = inventory_vars(host).get(name, default)
     return default if isinstance(value, str) and "{{" in value else value
-
-
-def _address(host) -> str:
-    return _variables(host)["ansible_host"]
 
 
 def _insecure_context() -> ssl.SSLContext:
@@ -58,7 +44,7 @@ def _insecure_context() -> ssl.SSLContext:
 
 def _request(host, method, path, headers=None, body=None, *, https=True):
     """One request from the control node; returns (status, headers message, body bytes)."""
-    address = _address(host)
+    address = host_address(host)
     if https:
         conn = http.client.HTTPSConnection(address, 443, timeout=10, context=_insecure_context())
     else:
@@ -185,7 +171,7 @@ def test_logrotate_config_valid(host):
 def test_http_redirects_to_https(host):
     status, headers, _ = _request(host, "GET", "/api/v1/items/1?x=1", https=False)
     assert status == 301
-    assert headers["Location"] == f"https://{_address(host)}/api/v1/items/1?x=1"
+    assert headers["Location"] == f"https://{host_address(host)}/api/v1/items/1?x=1"
 
 
 @pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
@@ -193,7 +179,7 @@ def test_tls_12_and_13_accepted_with_http2(host, version):
     ctx = _insecure_context()
     ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
     ctx.set_alpn_protocols(["h2", "http/1.1"])
-    with socket.create_connection((_address(host), 443), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
+    with socket.create_connection((host_address(host), 443), timeout=10) as raw, ctx.wrap_socket(raw) as tls:
         assert tls.version() == version.replace("_", ".")
         assert tls.selected_alpn_protocol() == "h2"
 
@@ -206,15 +192,15 @@ def test_old_tls_refused_by_server(host, version):
         # Let this client offer the old protocol, so a failure can only be the server's refusal.
         ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
         ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
-    with socket.create_connection((_address(host), 443), timeout=10) as raw, pytest.raises(ssl.SSLError) as refused:
+    with socket.create_connection((host_address(host), 443), timeout=10) as raw, pytest.raises(ssl.SSLError) as refused:
         ctx.wrap_socket(raw)
     assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", refused.value
 
 
-def test_certificate_names_the_host_address(host):
+def test_certificate_names_the_hostaddress(host):
     # The lab's certificate is self-signed: trusting exactly it, the handshake also checks its names.
     ctx = ssl.create_default_context(cadata=host.file(CERT).content_string)
-    address = _address(host)
+    address = host_address(host)
     with (
         socket.create_connection((address, 443), timeout=10) as raw,
         ctx.wrap_socket(raw, server_hostname=address) as tls,
@@ -349,7 +335,7 @@ def test_burst_gets_429_while_other_client_unaffected(host):
     total = 2 * (burst + rate)
     assert total < 500
 
-    address, ctx, local, opened = _address(host), _insecure_context(), threading.local(), []
+    address, ctx, local, opened = host_address(host), _insecure_context(), threading.local(), []
     time.sleep(burst / rate + 1)  # earlier tests spent some of this client's bucket: start full
 
     def one(_):
@@ -374,7 +360,7 @@ def test_burst_gets_429_while_other_client_unaffected(host):
 
     # Another client (the machine itself, from its own address) right after: paced well
     # below the rate, never limited. /health stays open to the limited client too.
-    url = f"https://{_address(host)}/api/v1/items/1"
+    url = f"https://{host_address(host)}/api/v1/items/1"
     local = host.check_output(
         f"for i in 1 2 3 4 5; do curl -sk --max-time 10 -o /dev/null -w '%{{http_code}} ' {url}; sleep 0.2; done"
     ).split()

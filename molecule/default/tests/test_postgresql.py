@@ -9,7 +9,7 @@ import shlex
 
 import psycopg
 import pytest
-from conftest import templated_vars
+from conftest import facts, host_address, templated_vars
 
 DEBIAN_VERSIONS = {"bookworm": 15, "trixie": 17}
 MAX_CONNECTIONS = {"web": 200, "oltp": 300, "mixed": 100, "dw": 40}
@@ -20,18 +20,18 @@ UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 
 @pytest.fixture(scope="module")
 def pg(host):
-    facts = host.ansible("setup", "filter=ansible_*", check=False)["ansible_facts"]
+    host_facts = facts(host)
     v = templated_vars(
         host,
         {
-            "fleet_address": host.ansible.get_variables()["ansible_host"],
-            "postgresql_version": DEBIAN_VERSIONS[facts["ansible_distribution_release"]],
+            "fleet_address": host_address(host),
+            "postgresql_version": DEBIAN_VERSIONS[host_facts["ansible_distribution_release"]],
             "postgresql_port": 5432,
             "postgresql_app_user": "fleet",
             "postgresql_app_db": "fleet",
             "postgresql_app_password": None,
-            "postgresql_memory_mb": facts["ansible_memtotal_mb"],
-            "postgresql_cpus": facts["ansible_processor_vcpus"],
+            "postgresql_memory_mb": host_facts["ansible_memtotal_mb"],
+            "postgresql_cpus": host_facts["ansible_processor_vcpus"],
             "postgresql_profile": "web",
             "postgresql_storage": "ssd",
             "postgresql_max_connections": 0,

@@ -4,16 +4,16 @@ import socket
 
 import pytest
 import redis
-from conftest import templated_vars
+from conftest import facts, host_address, templated_vars
 
 
 @pytest.fixture(scope="module")
 def rd(host):
-    facts = host.ansible("setup", "filter=ansible_*", check=False)["ansible_facts"]
+    host_facts = facts(host)
     v = templated_vars(
         host,
         {
-            "fleet_address": host.ansible.get_variables()["ansible_host"],
+            "fleet_address": host_address(host),
             "redis_port": 6379,
             "redis_bind": None,
             "redis_app_user": "fleet",
@@ -29,7 +29,7 @@ def rd(host):
     )
     maxmemory_mb = v["redis_maxmemory_mb"]
     if maxmemory_mb is None:
-        maxmemory_mb = int(facts["ansible_memtotal_mb"] * float(v["redis_memory_share"]))
+        maxmemory_mb = int(host_facts["ansible_memtotal_mb"] * float(v["redis_memory_share"]))
     return {
         "address": v["fleet_address"],
         "port": int(v["redis_port"]),
@@ -42,8 +42,8 @@ def rd(host):
         "policy": v["redis_maxmemory_policy"],
         "persistence": v["redis_persistence"],
         "backlog": int(v["redis_tcp_backlog"]),
-        "in_container": facts["ansible_virtualization_role"] == "guest"
-        and facts["ansible_virtualization_type"] in ("container", "docker", "lxc", "podman", "systemd-nspawn"),
+        "in_container": host_facts["ansible_virtualization_role"] == "guest"
+        and host_facts["ansible_virtualization_type"] in ("container", "docker", "lxc", "podman", "systemd-nspawn"),
     }
 
 

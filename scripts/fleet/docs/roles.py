@@ -62,11 +62,17 @@ def _spec_type(option: dict[str, Any]) -> str:
     return kind
 
 
-def load_role(role_dir: Path) -> RoleDoc:
-    """Combine a role's argument_specs (types, descriptions) with its defaults (values)."""
+def _read(role_dir: Path) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """A role's `main` argument spec, its defaults, and the defaults file's path."""
     spec = yaml.safe_load((role_dir / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
     defaults_file = role_dir / "defaults" / "main.yml"
-    defaults: dict[str, Any] = yaml.safe_load(defaults_file.read_text()) or {} if defaults_file.exists() else {}
+    defaults = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
+    return spec, defaults, defaults_file
+
+
+def load_role(role_dir: Path) -> RoleDoc:
+    """Combine a role's argument_specs (types, descriptions) with its defaults (values)."""
+    spec, defaults, _ = _read(role_dir)
     options: dict[str, dict[str, Any]] = spec.get("options", {})
     order = list(defaults) + [name for name in options if name not in defaults]
     variables = []
@@ -91,10 +97,8 @@ def load_role(role_dir: Path) -> RoleDoc:
 def problems(role_dir: Path) -> list[str]:
     """What keeps a role's variables from being documented: each variable in defaults needs a
     comment and an argument_spec with a description; each spec needs a default or `required`."""
-    spec = yaml.safe_load((role_dir / "meta" / "argument_specs.yml").read_text())["argument_specs"]["main"]
+    spec, defaults, defaults_file = _read(role_dir)
     options: dict[str, dict[str, Any]] = spec.get("options", {})
-    defaults_file = role_dir / "defaults" / "main.yml"
-    defaults = (yaml.safe_load(defaults_file.read_text()) or {}) if defaults_file.exists() else {}
     comments = default_comments(defaults_file) if defaults_file.exists() else {}
     found = []
     role = role_dir.name

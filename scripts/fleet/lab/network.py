@@ -115,7 +115,7 @@ def addresses_in_use(cfg: LabConfig) -> set[ipaddress.IPv4Address]:
 
 def create_machine_netns(cfg: LabConfig, name: str, veth: str, address: ipaddress.IPv4Address) -> None:
     """A namespace with the peer end of a veth pair as eth0, addressed and routed via the bridge."""
-    mtu = run(["cat", f"/sys/class/net/{cfg.bridge}/mtu"]).strip()
+    mtu = Path(f"/sys/class/net/{cfg.bridge}/mtu").read_text().strip()
     run(["ip", "netns", "add", name])
     run(["ip", "link", "add", veth, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "mtu", mtu, "netns", name])
     run(["ip", "link", "set", veth, "master", cfg.bridge, "up"])
