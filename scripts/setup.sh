@@ -12,6 +12,7 @@ fi
 packages=(
     python3 python3-venv python3-dev gcc git curl ca-certificates openssh-client
     iproute2 iptables systemd-container debootstrap   # the lab
+    apt-cacher-ng                                     # the lab machines' shared package cache
     postgresql redis-server wrk                       # app tests and benchmarks (servers started by the tests)
 )
 missing=()

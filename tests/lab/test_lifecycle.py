@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.lab import machines, network, operations
+from fleet.lab import aptcache, machines, network, operations
 from fleet.lab.config import LabConfig, MachineSpec
 from fleet.lab.state import LabState
 
@@ -62,6 +62,17 @@ def test_machine_has_its_own_cgroup_tree(cfg):
         named = [line for line in lines if line.split(":")[1] in ("name=systemd", "")]
         assert named, lines
         assert all(f"/{machines.LAB_CGROUP}/{NAME}/" in line for line in named), named
+
+
+def test_machine_fetches_packages_through_the_shared_cache(cfg):
+    # apt-cacher-ng is installed by scripts/setup.sh: the machine's apt must go through it.
+    proc = _ssh(cfg, ["apt-config", "dump", "Acquire::http::Proxy"])
+    assert proc.returncode == 0, proc.stderr
+    assert f'"http://{cfg.gateway}:3142/"' in proc.stdout
+    proc = _ssh(cfg, ["apt-get", "-q", "update"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    logged = (aptcache.cache_dir(cfg) / "log" / "apt-cacher.log").read_text()
+    assert "InRelease" in logged or "Release" in logged
 
 
 def test_up_again_changes_nothing(cfg):

@@ -206,13 +206,35 @@ def stop(paths_list: list[MachinePaths], timeout: float = 10.0) -> None:
     shutdown is needed.
     """
     pids = [pid for paths in paths_list for pid in nspawn_pids(paths)]
-    for inside in [pid for paths in paths_list for pid in rooted_pids(paths)]:
-        _signal(inside, signal.SIGKILL)
+    inside = [pid for paths in paths_list for pid in rooted_pids(paths)]
+    for pid in inside:
+        _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.1)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
+    # A killed process leaves its cgroup only once the kernel has torn it down: wait for every
+    # process of the machines (and their cgroups) to be gone, or the cgroups cannot be removed.
+    names = [paths.base.name for paths in paths_list]
+    while time.monotonic() < deadline and (
+        any(_alive(pid) for pid in pids + inside) or any(cgroup_pids(name) for name in names)
+    ):
+        for pid in (pid for name in names for pid in cgroup_pids(name)):
+            _signal(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def cgroup_pids(name: str) -> list[int]:
+    """PIDs still in the machine's cgroup subtrees (any hierarchy)."""
+    pids: set[int] = set()
+    for top in cgroup_dirs(name):
+        if not top.is_dir():
+            continue
+        for procs in top.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(line) for line in procs.read_text().split())
+    return sorted(pids)
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:

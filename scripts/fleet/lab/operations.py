@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from fleet.lab import images, machines, network
+from fleet.lab import aptcache, images, machines, network
 from fleet.lab.config import LAB_USER, LabConfig, MachineSpec, check_unique
 from fleet.lab.errors import LabError
 from fleet.lab.state import LabState, MachineRecord, locked
@@ -100,6 +100,7 @@ def up(cfg: LabConfig, specs: list[MachineSpec], log: Log = print) -> list[Machi
         if before is not None and state.ip_forward_before is None:
             state.ip_forward_before = before
         state.save(cfg.state_file)
+        proxy = aptcache.ensure_running(cfg)
         known = _read_known_hosts(cfg)
         started: list[MachineRecord] = []
         for spec in specs:
@@ -119,6 +120,7 @@ def up(cfg: LabConfig, specs: list[MachineSpec], log: Log = print) -> list[Machi
                 paths, spec.name, ipaddress.IPv4Address(record.address), public_key
             )
             _write_known_hosts(cfg, known)
+            aptcache.configure_machine(paths.root, proxy)
             record.pid = machines.boot(paths, spec.name)
             state.save(cfg.state_file)
             started.append(record)
@@ -162,6 +164,7 @@ def down(cfg: LabConfig, names: list[str] | None, *, purge: bool = False, log: L
         if not state.machines:
             for veth in network.lab_veths():
                 run(["ip", "link", "del", veth], check=False)
+            aptcache.stop(cfg)
             network.teardown_network(cfg, state.ip_forward_before)
             machines.remove_cgroups()
             state.ip_forward_before = None
