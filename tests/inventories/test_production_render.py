@@ -1,0 +1,79 @@
+"""The example production inventory renders correctly: every address comes from its groups.
+
+Ansible itself renders the roles' templates with the production hostvars (tests/inventories/
+render.yml, connection local, facts of the control node); the assertions compare the
+result with the inventory's own hosts, so a template that hard-codes or mixes up an
+address fails here.
+"""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fleet.docs.cli import REPO
+
+BIN = Path(sys.executable).parent
+LB_PRIVATE = ["10.0.1.10", "10.0.1.11"]
+APP = ["10.0.2.21", "10.0.2.22", "10.0.2.23"]
+DB = "10.0.3.31"
+CACHE = "10.0.3.41"
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("render")
+    vault_pass = out / "vault-pass"
+    vault_pass.write_text("fastapi-fleet-example")
+    proc = subprocess.run(
+        [
+            BIN / "ansible-playbook",
+            "tests/inventories/render.yml",
+            "-i",
+            "inventories/production",
+            "--vault-password-file",
+            str(vault_pass),
+            "-c",
+            "local",
+            "-e",
+            f"render_dir={out} ansible_become=false ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(out)},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out
+
+
+def test_every_load_balancer_proxies_to_exactly_the_app_hosts(rendered):
+    for lb in ("lb1.example.internal", "lb2.example.internal"):
+        site = (rendered / lb / "site.conf").read_text()
+        servers = re.findall(r"^\s*server (\S+):8000\b", site, re.M)
+        assert servers == [f"{a}" for a in APP], site
+
+
+def test_pg_hba_admits_exactly_the_app_hosts(rendered):
+    hba = (rendered / "db1.example.internal" / "pg_hba.conf").read_text()
+    remote = [line.split() for line in hba.splitlines() if line.startswith(("host ", "hostssl ", "hostnossl "))]
+    clients = sorted(fields[3] for fields in remote if not fields[3].startswith(("127.", "::1")))
+    assert clients == sorted(f"{a}/32" for a in APP), hba
+
+
+@pytest.mark.parametrize("app_host", ["app1.example.internal", "app2.example.internal", "app3.example.internal"])
+def test_app_env_points_at_the_data_tiers_and_trusts_only_the_load_balancers(rendered, app_host):
+    env = dict(line.split("=", 1) for line in (rendered / app_host / "app.env").read_text().splitlines() if "=" in line)
+    assert re.fullmatch(rf"'postgresql://fleet:[^@]+@{re.escape(DB)}:5432/fleet'", env["APP_DATABASE_URL"])
+    assert re.fullmatch(rf"'redis://fleet:[^@]+@{re.escape(CACHE)}:6379/0'", env["APP_REDIS_URL"])
+    assert env["APP_FORWARDED_ALLOW_IPS"] == "'" + ",".join(LB_PRIVATE) + "'"
+    own = {"app1.example.internal": APP[0], "app2.example.internal": APP[1], "app3.example.internal": APP[2]}[app_host]
+    assert env["APP_BIND"] == f"'{own}:8000,127.0.0.1:8000'"
+
+
+def test_hosts_render_only_their_own_tiers(rendered):
+    assert not (rendered / "lb1.example.internal" / "pg_hba.conf").exists()
+    assert not (rendered / "db1.example.internal" / "site.conf").exists()
