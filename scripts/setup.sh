@@ -13,6 +13,7 @@ packages=(
     python3 python3-venv python3-dev gcc git curl ca-certificates openssh-client
     iproute2 iptables systemd-container debootstrap   # the lab
     apt-cacher-ng                                     # the lab machines' shared package cache
+    nftables                                          # nft -c on rendered rulesets; the host's ruleset checked unchanged
     postgresql redis-server wrk                       # app tests and benchmarks (servers started by the tests)
 )
 missing=()

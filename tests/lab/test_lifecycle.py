@@ -75,6 +75,29 @@ def test_machine_fetches_packages_through_the_shared_cache(cfg):
     assert "InRelease" in logged or "Release" in logged
 
 
+CAP_NET_ADMIN = 12
+
+
+def test_machine_administers_its_own_network_only(cfg):
+    # CAP_NET_ADMIN in the container's bounding set, acting in its own network namespace: an
+    # address added to its loopback does not appear on the host's.
+    proc = _ssh(
+        cfg,
+        [
+            "grep", "^CapBnd:", "/proc/1/status", "&&",
+            "ip", "addr", "add", "192.0.2.77/32", "dev", "lo", "&&",
+            "ip", "-o", "addr", "show", "dev", "lo", "&&",
+            "ip", "addr", "del", "192.0.2.77/32", "dev", "lo",
+        ],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    capabilities = int(proc.stdout.splitlines()[0].split()[1], 16)
+    assert capabilities & (1 << CAP_NET_ADMIN)
+    assert "192.0.2.77/32" in proc.stdout
+    host_lo = subprocess.run(["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True)
+    assert "192.0.2.77" not in host_lo.stdout
+
+
 def test_up_again_changes_nothing(cfg):
     before = machines.nspawn_pids(machines.MachinePaths(cfg, NAME))
     messages: list[str] = []

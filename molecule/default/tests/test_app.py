@@ -9,7 +9,7 @@ import urllib.request
 import uuid
 
 import pytest
-from conftest import host_address, inventory_vars
+from conftest import forwarded, host_address, inventory_vars
 
 APP = "fastapi-fleet"
 UNIT = f"{APP}.service"
@@ -24,8 +24,10 @@ MAX_RECOVERY_SECONDS = 20
 
 
 def _get(host, path: str, headers: dict | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    """Request the app directly (no load balancer) from the control node."""
-    request = urllib.request.Request(f"http://{host_address(host)}:{PORT}{path}", headers=headers or {})
+    """Request the app directly (no load balancer) from the control node, through an SSH tunnel to
+    its fleet address (the firewall opens the app port to load balancers only)."""
+    address, port = forwarded(host, PORT)
+    request = urllib.request.Request(f"http://{address}:{port}{path}", headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()

@@ -1,10 +1,10 @@
-"""The redis role, proved on every host of the scenario; client checks run from the control node."""
+"""The redis role, proved on every host of the scenario; client checks run from the control node (SSH tunnel)."""
 
 import socket
 
 import pytest
 import redis
-from conftest import facts, host_address, templated_vars
+from conftest import facts, forwarded, host_address, templated_vars
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +33,8 @@ def rd(host):
     return {
         "address": v["fleet_address"],
         "port": int(v["redis_port"]),
+        # The control node is a Redis client through an SSH tunnel (the firewall opens the port to app hosts only).
+        "forwarded": forwarded(host, int(v["redis_port"])),
         "bind": v["redis_bind"] or ["127.0.0.1", v["fleet_address"]],
         "app_user": v["redis_app_user"],
         "app_password": v["redis_app_password"],
@@ -48,9 +50,10 @@ def rd(host):
 
 
 def _client(rd, username=None, password=None):
+    host, port = rd["forwarded"]
     return redis.Redis(
-        host=rd["address"],
-        port=rd["port"],
+        host=host,
+        port=port,
         username=username,
         password=password,
         socket_timeout=5,
@@ -92,7 +95,7 @@ def test_binds_loopback_and_fleet_address_only(host, rd, admin):
 
 def test_unauthenticated_commands_are_refused(rd):
     # Plain RESP over a socket, as any client without credentials would talk.
-    with socket.create_connection((rd["address"], rd["port"]), timeout=5) as conn:
+    with socket.create_connection(rd["forwarded"], timeout=5) as conn:
         for command in (b"PING\r\n", b"GET anything\r\n", b"FLUSHALL\r\n"):
             conn.sendall(command)
             assert conn.recv(256).startswith(b"-NOAUTH"), command

@@ -17,6 +17,11 @@ from fleet.lab.errors import LabError
 from fleet.lab.system import run, succeeds
 
 NSPAWN_ENV = {"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
+# Capabilities added to nspawn's default set. CAP_NET_ADMIN lets a machine load its own
+# nftables ruleset (the common role's firewall) and change its interfaces: nspawn drops it
+# unless it creates the network itself, and it acts only on the machine's own network
+# namespace, never on the host's.
+CAPABILITIES = ("CAP_NET_ADMIN",)
 # systemd's own hard open-file limit on a real host (services may raise theirs up to it).
 NOFILE_CEILING = 524288
 # Each machine gets its own cgroup subtree under this name in every mounted hierarchy, so one
@@ -106,9 +111,9 @@ def remove_cgroups(name: str | None = None) -> None:
             top.rmdir()
 
 
-def boot(paths: MachinePaths, name: str) -> int:
-    """Start systemd-nspawn detached, in the machine's network namespace; return its PID."""
-    args = [
+def nspawn_command(paths: MachinePaths, name: str) -> list[str]:
+    """The systemd-nspawn command line that boots a machine in its own network namespace."""
+    return [
         "systemd-nspawn",
         "--keep-unit",
         "--register=no",
@@ -121,7 +126,13 @@ def boot(paths: MachinePaths, name: str) -> int:
         "--hostname",
         name,
         f"--network-namespace-path=/run/netns/{name}",
+        *(f"--capability={capability}" for capability in CAPABILITIES),
     ]
+
+
+def boot(paths: MachinePaths, name: str) -> int:
+    """Start systemd-nspawn detached, in the machine's network namespace; return its PID."""
+    args = nspawn_command(paths, name)
     cgroups = cgroup_dirs(name)
     for directory in cgroups:
         directory.mkdir(parents=True, exist_ok=True)
