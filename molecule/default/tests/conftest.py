@@ -2,8 +2,17 @@
 
 import functools
 import json
+import os
+import sys
+from pathlib import Path
 
 UNDEFINED = "__undefined__"
+
+# testinfra runs `ansible-inventory` and `ansible` by name: find them in this virtualenv also
+# when pytest is started as .venv/bin/pytest without an activated environment.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 @functools.cache
