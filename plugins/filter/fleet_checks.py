@@ -191,6 +191,10 @@ def _pg_setting_value(value: Any) -> bool:  # noqa: ANN401 - any template value
 # Each form: a check of one value (an element for lists, a key and a value for mappings) and
 # what it accepts, as the refusal message says it.
 FORMS: dict[str, tuple[Check, str]] = {
+    "bool": (
+        lambda value: isinstance(value, bool),
+        "true or false as a boolean, not a string (on the command line: -e '{\"name\": false}')",
+    ),
     "port": (_int_range(1, 65535), "an integer TCP port from 1 to 65535"),
     "positive": (_int_range(1), "an integer of at least 1"),
     "non_negative": (_int_range(0), "an integer of at least 0"),

@@ -14,6 +14,7 @@ fleet_checks = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fleet_checks)
 
 GOOD = [
+    ("bool", [True, False]),
     ("port", [1, 8000, "443", 65535]),
     ("nginx_rate", ["20r/s", "300r/m"]),
     ("nginx_size", ["1m", "512k", "4096", "1G"]),
@@ -37,6 +38,7 @@ GOOD = [
 ]
 
 BAD = [
+    ("bool", ["false", "yes", 0, None]),
     ("port", [0, 65536, "http", -1, True]),
     ("nginx_rate", ["20r/h", "0r/s", "20r/s; return 200", "fast"]),
     ("nginx_size", ["1 m", "10mb", "1m;"]),

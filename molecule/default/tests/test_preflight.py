@@ -119,6 +119,7 @@ CASES = [
         {"app_forwarded_allow_ips": "10.0.0.1\nAPP_X=1"},
     ),
     Case("app-port-zero", "app", "app_port = 0", {"app_port": 0}),
+    Case("bool-as-string", "loadbalancers", "nginx_gzip = 'false'", {"nginx_gzip": "false"}),
     Case("app-workers-not-a-number", "app", "argument 'app_workers' is of type str", {"app_workers": "many"}),
     Case("app-log-level", "app", "app_log_level = 'verbose'", {"app_log_level": "verbose"}),
     Case("app-release-path", "app", "app_release = '../../etc'", {"app_release": "../../etc"}),
