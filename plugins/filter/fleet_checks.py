@@ -26,7 +26,7 @@ description: Checks each variable's value against a named form; returns a messag
 Check = Callable[[Any], bool]
 
 _LINE_BREAKS = re.compile(r"[\n\r\0]")
-_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
 _DNS_NAME = re.compile(rf"^(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?$")
 _NGINX_TIME = re.compile(r"^(?:\d+|(?:\d+(?:ms|[smhdwMy]))+)$")
 _NEXT_UPSTREAM = {
@@ -114,7 +114,7 @@ def is_network(value: Any) -> bool:  # noqa: ANN401 - any template value
 
 
 def is_dns_name(value: Any) -> bool:  # noqa: ANN401 - any template value
-    """A host name (letters, digits, hyphens, dots; a leading ``*.`` for wildcards), at most 253 characters."""
+    """A host name (letters, digits, -, _ and dots; a leading ``*.`` for wildcards), at most 253 characters."""
     return isinstance(value, str) and len(value) <= 253 and bool(_DNS_NAME.fullmatch(value)) and not is_ip(value)
 
 
@@ -211,7 +211,7 @@ FORMS: dict[str, tuple[Check, str]] = {
     "cidr": (is_cidr, "a network in CIDR form without host bits, e.g. 10.0.0.0/24"),
     "network": (is_network, "an IP address or a network in CIDR form without host bits, e.g. 10.0.0.0/24"),
     "host": (_host, "an IP address or a DNS name"),
-    "dns_name": (is_dns_name, "a DNS name (letters, digits, hyphens and dots; '*.' for a wildcard)"),
+    "dns_name": (is_dns_name, "a DNS name (letters, digits, hyphens, underscores and dots; '*.' for a wildcard)"),
     "forwarded_ips": (_forwarded_ips, "'*' or comma-separated IP addresses or CIDR networks"),
     "pg_listen": (_pg_listen, "'localhost', '*' or an IP address"),
     "redis_bind": (_redis_bind, "an IP address (a leading '-' makes it optional), '*' or '-::*'"),
