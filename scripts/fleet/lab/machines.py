@@ -206,10 +206,13 @@ def stop(paths_list: list[MachinePaths], timeout: float = 10.0) -> None:
     shutdown is needed.
     """
     pids = [pid for paths in paths_list for pid in nspawn_pids(paths)]
-    for inside in [pid for paths in paths_list for pid in rooted_pids(paths)]:
-        _signal(inside, signal.SIGKILL)
+    inside = [pid for paths in paths_list for pid in rooted_pids(paths)]
+    for pid in inside:
+        _signal(pid, signal.SIGKILL)
+    # Wait for the killed processes too: their cgroups cannot be removed while they exit
+    # (after a crash there is no nspawn left to wait for).
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids + inside):
         time.sleep(0.1)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
