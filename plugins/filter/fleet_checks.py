@@ -346,18 +346,26 @@ SECRET_MIN_LENGTH = 16
 
 
 def secret_problems(host: str, secrets: Mapping[str, Any], lab: bool) -> list[str]:
-    """One message per empty secret, and outside the lab per placeholder or short one (values never shown)."""
-    problems = []
+    """One message per empty secret, and outside the lab per placeholder or short one (values never shown).
+
+    Variables wired to the same value (fleet_db_password into postgresql_app_password and
+    app_db_password) are one bad input: one message, naming the others.
+    """
+    by_value: dict[str, list[str]] = {}
     for name, value in secrets.items():
-        text = "" if value is None else str(value)
+        by_value.setdefault("" if value is None else str(value), []).append(str(name))
+    problems = []
+    for text, names in by_value.items():
         if not text.strip():
-            problems.append(message(host, name, None, "a non-empty secret", secret=True))
+            what = "a non-empty secret"
         elif not lab and PLACEHOLDER.search(text):
             what = "a real secret: this one is a placeholder (like the example vault's); replace it in the vault"
-            problems.append(message(host, name, None, what, secret=True))
         elif not lab and len(text) < SECRET_MIN_LENGTH:
             what = f"a secret of at least {SECRET_MIN_LENGTH} characters"
-            problems.append(message(host, name, None, what, secret=True))
+        else:
+            continue
+        also = f" (the same value is in {', '.join(names[1:])})" if len(names) > 1 else ""
+        problems.append(message(host, names[0], None, what, secret=True) + also)
     return problems
 
 

@@ -122,6 +122,14 @@ def test_secrets_are_never_shown():
     assert not any("change-me" in p or "s3cr3t" in p for p in production)
 
 
+def test_one_message_per_secret_value_wired_into_several_variables():
+    secrets = {"fleet_db_password": "", "postgresql_app_password": "", "app_db_password": "", "other": "x" * 20}
+    assert fleet_checks.secret_problems("app1", secrets, lab=True) == [
+        "host app1: fleet_db_password = (secret, not shown) — accepted: a non-empty secret"
+        " (the same value is in postgresql_app_password, app_db_password)"
+    ]
+
+
 def test_the_example_vault_values_are_placeholders():
     for value in ("example-db-password-change-me", "CHANGEME", "replace_me", "xxxxxxxx", "TODO"):
         assert fleet_checks.PLACEHOLDER.search(value), value
