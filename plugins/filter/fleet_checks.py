@@ -322,9 +322,15 @@ def form_problems(host: str, forms: Mapping[str, str], values: list[Any]) -> lis
     if len(names) != len(values):
         raise AnsibleFilterError("fleet_form_problems: one value per variable name is needed")
     problems = []
+    # A list whose default gathers other variables (nginx_tls_selfsigned_names holds nginx_server_name)
+    # repeats their bad value: it is reported once, for the variable it comes from.
+    reported: set[str] = set()
     for name, value in zip(names, values, strict=True):
         form = str(forms[name])
         bad = invalid(value, form)
+        if isinstance(value, list | tuple):
+            bad = [part for part in bad if part not in reported]
+        reported.update(bad)
         if not bad:
             continue
         what = accepted(form)

@@ -92,6 +92,19 @@ def test_lists_and_mappings_name_their_bad_element_or_entry():
     assert len(problems) == 3
 
 
+def test_a_bad_value_repeated_by_a_derived_default_is_reported_once():
+    bad = "api.example.com; return 200 x"
+    problems = fleet_checks.form_problems(
+        "lb1",
+        {"nginx_server_name": "dns_name", "nginx_tls_selfsigned_names": "host"},
+        [bad, ["10.0.0.1", "lb1", bad]],
+    )
+    assert problems == [fleet_checks.message("lb1", "nginx_server_name", bad, fleet_checks.accepted("dns_name"))]
+    # Two variables with the same bad value are two bad inputs.
+    twice = fleet_checks.form_problems("lb1", {"a_timeout": "nginx_time", "b_timeout": "nginx_time"}, ["30 s", "30 s"])
+    assert len(twice) == 2
+
+
 def test_every_value_is_checked_and_every_form_is_known():
     with pytest.raises(AnsibleFilterError, match="one value per variable"):
         fleet_checks.form_problems("h", {"a": "port", "b": "port"}, [1])

@@ -40,6 +40,8 @@ done | sort
 echo "current -> $(readlink /opt/fastapi-fleet/current)"
 if command -v nft >/dev/null; then nft -s list ruleset | sha256sum; fi
 """
+# A refusal line (the first one after Ansible's error prefix) in the run's output.
+REFUSAL = re.compile(r"^(?:\[ERROR\]: Task failed: Action failed: )?((?:host \S+|inventory): .+ — accepted: .*)$", re.M)
 WRONG_SECRET = "Wrong-But-Long-Secret-4711"
 PLACEHOLDER_SECRET = "example-db-password-change-me"
 
@@ -304,6 +306,12 @@ def test_bad_input_is_refused_by_the_preflight(case, refusals):
     recap = re.findall(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", output, re.MULTILINE)
     assert recap, output[-3000:]
     assert all(changed == "0" for _, changed in recap), recap
+    # One message per bad input (per host): every refusal line is about the expected variable.
+    messages = REFUSAL.findall(output)
+    subjects = [re.sub(r"^(host \S+|inventory): ", "", m).split(" ")[0] for m in messages]
+    assert subjects and set(subjects) == {case.expect.removeprefix("inventory: ").split(" ")[0]}, messages
+    hosts_named = [m.split(":")[0] for m in messages]
+    assert len(hosts_named) == len(set(hosts_named)), messages
     if case.group == "inventory":
         assert case.expect in output, output[-3000:]
     else:
