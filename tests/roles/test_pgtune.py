@@ -19,7 +19,7 @@ pgtune = pgtune_filter.pgtune
 
 def test_web_host_8gb_4cpu_ssd():
     # (8 GiB - 2 GiB) / ((200 + 4) * 3) = 10280.16 kB
-    assert pgtune(8192, 4, "web", "ssd") == {
+    assert pgtune(8192, 4, "web", "ssd", 200) == {
         "max_connections": 200,
         "shared_buffers": "2GB",
         "effective_cache_size": "6GB",
@@ -43,7 +43,7 @@ def test_web_host_8gb_4cpu_ssd():
 
 def test_dw_host_32gb_8cpu_hdd():
     # (32 GiB - 8 GiB) / ((40 + 8) * 3) / 2 = 87381.3 kB; no JIT override for analytics.
-    assert pgtune(32768, 8, "dw", "hdd") == {
+    assert pgtune(32768, 8, "dw", "hdd", 40) == {
         "max_connections": 40,
         "shared_buffers": "8GB",
         "effective_cache_size": "24GB",
@@ -67,7 +67,7 @@ def test_dw_host_32gb_8cpu_hdd():
 def test_small_mixed_host_keeps_postgres_parallel_defaults():
     # Below 4 CPUs PGTune sets no worker settings and counts PostgreSQL's default 8 workers:
     # (2 GiB - 512 MiB) / ((100 + 8) * 3) / 2 = 2427 kB, raised to the 4 MB floor.
-    settings = pgtune(2048, 2, "mixed", "ssd")
+    settings = pgtune(2048, 2, "mixed", "ssd", 100)
     assert settings["shared_buffers"] == "512MB"
     assert settings["effective_cache_size"] == "1536MB"
     assert settings["maintenance_work_mem"] == "128MB"
@@ -89,12 +89,12 @@ def test_pgtune_vector_work_mem_floor():
 
 @pytest.mark.parametrize(("memory_gb", "expected"), [(256, "8GB"), (16, "1GB")])
 def test_pgtune_vector_maintenance_work_mem(memory_gb, expected):
-    assert pgtune(memory_gb * 1024, 4, "web", "ssd")["maintenance_work_mem"] == expected
+    assert pgtune(memory_gb * 1024, 4, "web", "ssd", 200)["maintenance_work_mem"] == expected
 
 
 @pytest.mark.parametrize(("memory_gb", "expected"), [(4, "off"), (16, "try")])
 def test_pgtune_vector_huge_pages(memory_gb, expected):
-    assert pgtune(memory_gb * 1024, 4, "web", "ssd")["huge_pages"] == expected
+    assert pgtune(memory_gb * 1024, 4, "web", "ssd", 200)["huge_pages"] == expected
 
 
 @pytest.mark.parametrize(
@@ -117,30 +117,33 @@ def test_pgtune_vector_parallel_settings(cpus, profile, expected):
     assert got == (dict(zip(keys, expected, strict=True)) if expected else {})
 
 
-@pytest.mark.parametrize(("profile", "connections"), [("web", 200), ("oltp", 300), ("mixed", 100), ("dw", 40)])
-def test_max_connections_per_profile(profile, connections):
-    assert pgtune(4096, 2, profile, "ssd")["max_connections"] == connections
+@pytest.mark.parametrize(("connections", "work_mem"), [(40, "43690kB"), (200, "10082kB"), (1000, "4MB")])
+def test_work_mem_follows_the_actual_max_connections(connections, work_mem):
+    # (8 GiB - 2 GiB) / ((connections + 8 default workers) * 3), at least 4 MB: fewer connections, more memory each.
+    settings = pgtune(8192, 2, "web", "ssd", connections)
+    assert settings["max_connections"] == connections
+    assert settings["work_mem"] == work_mem
 
 
 @pytest.mark.parametrize(
     ("storage", "cost", "io"), [("ssd", 1.1, 200), ("hdd", 4.0, 2), ("san", 1.1, 300), ("nvme", 1.1, 1000)]
 )
 def test_storage(storage, cost, io):
-    settings = pgtune(4096, 2, "web", storage)
+    settings = pgtune(4096, 2, "web", storage, 100)
     assert (settings["random_page_cost"], settings["effective_io_concurrency"]) == (cost, io)
 
 
 def test_values_from_ansible_are_coerced():
     # Facts and extra vars may arrive as strings.
-    assert pgtune("8192", "4", "web", "ssd", "0") == pgtune(8192, 4, "web", "ssd", 0)
+    assert pgtune("8192", "4", "web", "ssd", "40") == pgtune(8192, 4, "web", "ssd", 40)
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"profile": "desktop"}, {"storage": "tape"}, {"memory_mb": 0}, {"max_connections": -1}],
+    [{"profile": "desktop"}, {"storage": "tape"}, {"memory_mb": 0}, {"max_connections": 0}, {"max_connections": -1}],
 )
 def test_rejects_bad_input(kwargs):
-    args = {"memory_mb": 4096, "cpus": 2, "profile": "web", "storage": "ssd"} | kwargs
+    args = {"memory_mb": 4096, "cpus": 2, "profile": "web", "storage": "ssd", "max_connections": 100} | kwargs
     with pytest.raises(ValueError, match="pgtune"):
         pgtune(**args)
 

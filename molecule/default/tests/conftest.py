@@ -4,12 +4,21 @@ import atexit
 import contextlib
 import functools
 import json
+import os
 import shlex
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 UNDEFINED = "__undefined__"
+
+# testinfra runs `ansible-inventory` and `ansible` by name: find them in this virtualenv also
+# when pytest is started as .venv/bin/pytest without an activated environment.
+_BIN = str(Path(sys.executable).parent)
+if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 
 
 @functools.cache

@@ -9,18 +9,36 @@ import math
 import shlex
 
 import pytest
-from conftest import control_node_address, facts, host_address, templated_vars
+import testinfra
+from conftest import control_node_address, facts, host_address, inventory_vars, templated_vars
 
 DEBIAN_VERSIONS = {"bookworm": 15, "trixie": 17}
-MAX_CONNECTIONS = {"web": 200, "oltp": 300, "mixed": 100, "dw": 40}
 WORK_MEM_DIVISOR = {"web": 1, "oltp": 1, "mixed": 2, "dw": 2}
 RANDOM_PAGE_COST = {"ssd": 1.1, "hdd": 4.0, "san": 1.1, "nvme": 1.1}
 UNITS_KB = {"kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 
 
+def _app_demand(host) -> int:
+    """Connections the app hosts may open: workers (vCPUs by default) x pool maximum, plus one, per app host."""
+    demand = 0
+    for name in inventory_vars(host)["groups"]["app"]:
+        app_host = testinfra.get_host(f"ansible://{name}", ansible_inventory=host.backend.ansible_inventory)
+        app_facts = facts(app_host)
+        v = templated_vars(
+            app_host,
+            {
+                "app_workers": app_facts.get("ansible_processor_nproc", app_facts["ansible_processor_vcpus"]),
+                "app_db_pool_max_size": 10,
+            },
+        )
+        demand += int(v["app_workers"]) * int(v["app_db_pool_max_size"]) + 1
+    return demand
+
+
 @pytest.fixture(scope="module")
 def pg(host):
     host_facts = facts(host)
+    shares_host = bool({"app", "redis"} & set(inventory_vars(host)["group_names"]))
     v = templated_vars(
         host,
         {
@@ -30,11 +48,15 @@ def pg(host):
             "postgresql_app_user": "fleet",
             "postgresql_app_db": "fleet",
             "postgresql_app_password": None,
-            "postgresql_memory_mb": host_facts["ansible_memtotal_mb"],
+            "postgresql_memory_share": 0.5 if shares_host else 1.0,
+            "postgresql_memory_mb": None,
             "postgresql_cpus": host_facts["ansible_processor_vcpus"],
             "postgresql_profile": "web",
             "postgresql_storage": "ssd",
             "postgresql_max_connections": 0,
+            "postgresql_connections_headroom_percent": 25,
+            "postgresql_superuser_reserved_connections": 3,
+            "postgresql_admin_connections": 10,
             "postgresql_tuning_overrides": {},
             "postgresql_backup_dir": "/var/backups/postgresql",
         },
@@ -46,11 +68,17 @@ def pg(host):
         "db": v["postgresql_app_db"],
         "password": v["postgresql_app_password"],
         "address": v["fleet_address"],
-        "memory_mb": int(v["postgresql_memory_mb"]),
+        "memory_mb": int(
+            v["postgresql_memory_mb"] or host_facts["ansible_memtotal_mb"] * float(v["postgresql_memory_share"])
+        ),
         "cpus": int(v["postgresql_cpus"]),
         "profile": v["postgresql_profile"],
         "storage": v["postgresql_storage"],
-        "max_connections": int(v["postgresql_max_connections"]),
+        "max_connections": int(v["postgresql_max_connections"])
+        or math.ceil(_app_demand(host) * (100 + int(v["postgresql_connections_headroom_percent"])) / 100)
+        + int(v["postgresql_superuser_reserved_connections"])
+        + int(v["postgresql_admin_connections"]),
+        "superuser_reserved_connections": int(v["postgresql_superuser_reserved_connections"]),
         "overrides": v["postgresql_tuning_overrides"] or {},
         "backup_dir": v["postgresql_backup_dir"],
     }
@@ -79,7 +107,7 @@ def _to_kb(text):
 def _expected_tuning(pg):
     """PGTune (le0pard/pgtune) for Linux: the four values the verifier checks."""
     memory_kb = pg["memory_mb"] * 1024
-    connections = pg["max_connections"] or MAX_CONNECTIONS[pg["profile"]]
+    connections = pg["max_connections"]
     shared_buffers = memory_kb // 4
     workers = pg["cpus"] if pg["cpus"] >= 4 else 8
     work_mem = (memory_kb - shared_buffers) / ((connections + workers) * 3)
@@ -166,6 +194,7 @@ def test_tuning_matches_the_host(host, pg):
     assert _to_kb(_superuser_sql(host, "SHOW shared_buffers")) == expected["shared_buffers"]
     assert _to_kb(_superuser_sql(host, "SHOW work_mem")) == expected["work_mem"]
     assert int(_superuser_sql(host, "SHOW max_connections")) == expected["max_connections"]
+    assert int(_superuser_sql(host, "SHOW superuser_reserved_connections")) == pg["superuser_reserved_connections"]
     assert float(_superuser_sql(host, "SHOW random_page_cost")) == expected["random_page_cost"]
     assert _superuser_sql(host, "SHOW checkpoint_completion_target") == "0.9"
 

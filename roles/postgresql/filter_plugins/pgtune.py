@@ -17,7 +17,6 @@ KB_PER_GB = 1024 * 1024
 PROFILES = ("web", "oltp", "mixed", "dw")
 STORAGES = ("ssd", "hdd", "san", "nvme")
 
-MAX_CONNECTIONS = {"web": 200, "oltp": 300, "mixed": 100, "dw": 40}
 MIN_WAL_SIZE_MB = {"web": 1024, "oltp": 2048, "mixed": 1024, "dw": 4096}
 MAX_WAL_SIZE_MB = {"web": 4096, "oltp": 8192, "mixed": 4096, "dw": 16384}
 STATISTICS_TARGET = {"web": 100, "oltp": 100, "mixed": 100, "dw": 500}
@@ -73,11 +72,15 @@ def wal_buffers_kb(shared_buffers_kb: int) -> int:
 def pgtune(
     memory_mb: int,
     cpus: int,
-    profile: str = "web",
-    storage: str = "ssd",
-    max_connections: int = 0,
+    profile: str,
+    storage: str,
+    max_connections: int,
 ) -> dict[str, str | int | float]:
-    """Return postgresql.conf settings for a host; max_connections 0 takes the profile's default."""
+    """Return postgresql.conf settings for a host serving max_connections (work_mem follows it).
+
+    PGTune takes a fixed number per profile (web 200, oltp 300, mixed 100, dw 40); the role
+    passes the actual max_connections instead, derived from the app hosts' demand.
+    """
     memory_mb, cpus, max_connections = int(memory_mb), int(cpus), int(max_connections)
     if profile not in PROFILES:
         msg = f"pgtune: profile must be one of {', '.join(PROFILES)}, not {profile!r}"
@@ -85,12 +88,12 @@ def pgtune(
     if storage not in STORAGES:
         msg = f"pgtune: storage must be one of {', '.join(STORAGES)}, not {storage!r}"
         raise ValueError(msg)
-    if memory_mb <= 0 or cpus <= 0 or max_connections < 0:
-        msg = "pgtune: memory_mb and cpus must be positive, max_connections zero or positive"
+    if memory_mb <= 0 or cpus <= 0 or max_connections <= 0:
+        msg = "pgtune: memory_mb, cpus and max_connections must be positive"
         raise ValueError(msg)
 
     memory_kb = memory_mb * KB_PER_MB
-    connections = max_connections or MAX_CONNECTIONS[profile]
+    connections = max_connections
     shared_buffers = memory_kb // 4
     parallel = parallel_settings(cpus, profile)
     workers_for_work_mem = parallel.get("max_worker_processes", DEFAULT_WORKER_PROCESSES)

@@ -221,7 +221,7 @@ def stop(paths_list: list[MachinePaths], timeout: float = 10.0) -> None:
     for pid in inside:
         _signal(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids + inside):
         time.sleep(0.1)
     for pid in pids:
         _signal(pid, signal.SIGKILL)
