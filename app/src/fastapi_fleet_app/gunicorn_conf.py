@@ -50,14 +50,24 @@ except ConfigError as _exc:
 
 bind = [address.strip() for address in os.environ.get("APP_BIND", "127.0.0.1:8000").split(",")]
 workers = _int("APP_WORKERS", len(os.sched_getaffinity(0)), minimum=1)
-worker_class = "uvicorn_worker.UvicornWorker"
+# Uvicorn workers that drain keep-alive connections on recycle and stop instead of
+# closing them under the proxy's feet (see fastapi_fleet_app.worker).
+worker_class = "fastapi_fleet_app.worker.UvicornWorker"
 timeout = _int("APP_TIMEOUT", 30)
+# Also the longest drain of a recycled or stopped worker: keep it above the proxy's
+# upstream keepalive_timeout, which is how long an idle pooled connection may stay open.
 graceful_timeout = _int("APP_GRACEFUL_TIMEOUT", 30)
-keepalive = _int("APP_KEEPALIVE", 5)
-# Recycling bounds slow leaks; at thousands of requests/s per worker a low limit would
-# restart workers every few seconds, so the default is high.
+# Idle keep-alive seconds: above the proxy's upstream keepalive_timeout, so that the
+# proxy, never the app, closes an idle pooled connection.
+keepalive = _int("APP_KEEPALIVE", 10)
+# Listen queue per bound address (the kernel caps it at net.core.somaxconn): it holds the
+# proxy's new connections while workers are busy or being replaced.
+backlog = _int("APP_BACKLOG", 2048, minimum=1)
+# Recycling bounds slow leaks. A recycled worker drains for up to the proxy's keepalive
+# timeout before its replacement boots, so the default is high, and the jitter spreads
+# the workers' recycles apart.
 max_requests = _int("APP_MAX_REQUESTS", 100_000)
-max_requests_jitter = _int("APP_MAX_REQUESTS_JITTER", 10_000)
+max_requests_jitter = _int("APP_MAX_REQUESTS_JITTER", 20_000)
 forwarded_allow_ips = _settings.forwarded_allow_ips
 proc_name = "fastapi-fleet-app"
 # Gunicorn >= 25.1 control socket (gunicornc); off unless a path is given, since the
