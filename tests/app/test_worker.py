@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +23,7 @@ import psycopg
 import pytest
 
 from fastapi_fleet_app.throwaway import LOOPBACK, GunicornServer, PostgresServer, RedisServer, app_environment
+from fastapi_fleet_app.worker import RecycleGate
 
 ReadLog = Callable[[Path], list[dict[str, object]]]
 MAX_REQUESTS = 8
@@ -158,3 +161,65 @@ def test_graceful_stop_answers_idle_connections(
     with psycopg.connect(postgres.url) as conn:
         rows = conn.execute("SELECT count(*) FROM items WHERE name = %s", (name,)).fetchone()
     assert rows == (1,)
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_recycle_gate_lets_one_worker_away_at_a_time(tmp_path: Path) -> None:
+    sibling = subprocess.Popen(["sleep", "60"])
+    try:
+        me = RecycleGate(tmp_path, workers=2)
+        other = RecycleGate(tmp_path, workers=2, pid=sibling.pid)
+        me.serving()
+        assert not me.leave(), "left while the sibling was not serving"
+        (tmp_path / str(_dead_pid())).touch()  # a killed worker's leftover does not count
+        assert not me.leave()
+        assert me.serving_workers() == {os.getpid()}
+        other.serving()
+        assert me.leave()
+        assert me.serving_workers() == {sibling.pid}
+        assert not other.leave(), "both workers away at once"
+        assert other.leave(force=True)
+        assert me.serving_workers() == set()
+    finally:
+        sibling.kill()
+        sibling.wait()
+
+
+def test_two_workers_never_recycle_together(
+    clean: None, postgres: PostgresServer, redis_server: RedisServer, log_file: Path, read_log: ReadLog
+) -> None:
+    env = app_environment(
+        postgres.url,
+        redis_server.url,
+        error_log=str(log_file),
+        db_pool_min_size="1",
+        max_requests="20",
+        max_requests_jitter="0",
+    )
+    with GunicornServer(env, workers=2) as server:
+        client = PooledClient(server.port, size=8)
+        try:
+            for _ in range(2000):
+                client.round()
+                if len(_messages(read_log(log_file), "Maximum request limit")) >= 3:
+                    break
+        finally:
+            client.close()
+    lines = read_log(log_file)
+    initial = {line["pid"] for line in _messages(lines, "Application startup complete")[:2]}
+    away = most_away = 0
+    for line in lines:
+        message = str(line["message"])
+        if message.startswith("Maximum request limit"):
+            away += 1
+        elif message.startswith("Application startup complete") and line["pid"] not in initial:
+            away -= 1
+        most_away = max(most_away, away)
+    assert len(_messages(lines, "Maximum request limit")) >= 3
+    assert most_away == 1, "two workers were away at the same time"
+    assert _messages(lines, "Request limit of 20 reached; recycle deferred")

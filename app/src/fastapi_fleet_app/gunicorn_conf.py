@@ -21,6 +21,7 @@ from gunicorn.workers.base import Worker
 
 from fastapi_fleet_app.logs import JsonFormatter
 from fastapi_fleet_app.settings import ConfigError, load_settings
+from fastapi_fleet_app.worker import RECYCLE_DIR_ENV
 
 # prometheus_client (and fastapi_fleet_app.metrics) must not be imported here: the
 # master would create the metrics before PROMETHEUS_MULTIPROC_DIR is set and every
@@ -101,8 +102,10 @@ _own_metrics_dir: str | None = None
 
 
 def on_starting(server: Arbiter) -> None:
-    """Master start: reset the metrics directory (a temporary one if unset)."""
+    """Master start: reset the metrics directory (a temporary one if unset), make the recycle gate's."""
     global _own_metrics_dir
+    # Workers recycle one at a time (fastapi_fleet_app.worker.RecycleGate), in this master's own directory.
+    os.environ[RECYCLE_DIR_ENV] = tempfile.mkdtemp(prefix="fastapi-fleet-app-recycle-", dir=worker_tmp_dir)
     directory = os.environ.get(_MULTIPROC_DIR)
     if not directory:
         directory = _own_metrics_dir = tempfile.mkdtemp(prefix="fastapi-fleet-app-metrics-")
@@ -121,6 +124,7 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
 
 
 def on_exit(server: Arbiter) -> None:
-    """Remove the metrics directory if this master created it."""
-    if _own_metrics_dir is not None:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+    """Remove the recycle gate's directory, and the metrics directory if this master created it."""
+    for directory in (_own_metrics_dir, os.environ.get(RECYCLE_DIR_ENV)):
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -18,23 +18,102 @@ closes idle upstream connections after its ``keepalive_timeout``, which must sta
 ``APP_KEEPALIVE`` and ``APP_GRACEFUL_TIMEOUT``). The drain ends when the last
 connection is gone, or after ``APP_GRACEFUL_TIMEOUT`` at the latest. The worker keeps
 its heartbeat going meanwhile, so the arbiter does not kill it as a silent worker.
+
+A recycled worker is away until its replacement has booted (seconds on a busy host). So
+that recycles never leave a host with no worker accepting, a worker at its request limit
+recycles only while all its siblings are serving (:class:`RecycleGate`); otherwise it
+keeps serving and asks again on the next tick, for up to ``APP_TIMEOUT`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
+import random
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import uvicorn_worker
 from gunicorn.arbiter import Arbiter
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import Server
 
 log = logging.getLogger("uvicorn.error")
+
+# Directory the Gunicorn master creates for the workers' recycle gate (set by gunicorn_conf).
+RECYCLE_DIR_ENV = "FASTAPI_FLEET_APP_RECYCLE_DIR"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RecycleGate:
+    """One worker away at a time: recycle only while every sibling is serving.
+
+    Each serving worker holds a file named after its pid in ``directory``; the check and
+    the removal of the leaving worker's file happen under an exclusive lock. Files of
+    dead workers (killed, crashed) are ignored and removed.
+    """
+
+    def __init__(self, directory: Path, workers: int, pid: int | None = None) -> None:
+        self.directory = directory
+        self.workers = workers
+        self.pid = pid or os.getpid()
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.directory / ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def serving(self) -> None:
+        """This worker accepts requests."""
+        with self._locked():
+            (self.directory / str(self.pid)).touch()
+
+    def serving_workers(self) -> set[int]:
+        pids = set()
+        for path in self.directory.iterdir():
+            if not path.name.isdigit():
+                continue
+            if _alive(int(path.name)):
+                pids.add(int(path.name))
+            else:
+                path.unlink(missing_ok=True)
+        return pids
+
+    def leave(self, force: bool = False) -> bool:
+        """Whether this worker may stop serving now; if so it no longer counts as serving."""
+        with self._locked():
+            if not force and len(self.serving_workers() | {self.pid}) < self.workers:
+                return False
+            (self.directory / str(self.pid)).unlink(missing_ok=True)
+            return True
+
+    @classmethod
+    def from_environment(cls, workers: int) -> RecycleGate | None:
+        directory = os.environ.get(RECYCLE_DIR_ENV, "")
+        if not directory or workers < 2 or not Path(directory).is_dir():
+            return None
+        return cls(Path(directory), workers)
 
 
 class DrainingHttpToolsProtocol(HttpToolsProtocol):
@@ -55,9 +134,44 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
 
 class DrainingServer(Server):
-    """Uvicorn's server, with a heartbeat and a log line while connections drain."""
+    """Uvicorn's server: gated recycles, and a heartbeat and a log line while connections drain."""
+
+    def __init__(self, config: Config, gate: RecycleGate | None = None, max_defer_seconds: float = 30) -> None:
+        super().__init__(config)
+        self.gate = gate
+        self.max_defer_seconds = max_defer_seconds
+        self._deferred_since: float | None = None
+        self._limit: int | None = None
+        if config.limit_max_requests is not None:
+            self._limit = config.limit_max_requests + random.randint(0, config.limit_max_requests_jitter)  # noqa: S311
+
+    @property  # type: ignore[override]
+    def limit_max_requests(self) -> int | None:
+        """The request limit, once the gate lets this worker go (read by ``on_tick`` only).
+
+        Until then the limit reads as unset, so the worker keeps serving. After
+        ``max_defer_seconds`` it goes anyway: a sibling away that long is not booting.
+        """
+        limit = self._limit
+        if limit is None or self.gate is None or self.server_state.total_requests < limit:
+            return limit
+        now = time.monotonic()
+        if self._deferred_since is None:
+            self._deferred_since = now
+        if self.gate.leave(force=now - self._deferred_since >= self.max_defer_seconds):
+            return limit
+        if self._deferred_since == now:
+            log.info("Request limit of %d reached; recycle deferred while a sibling worker is away", limit)
+        return None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.gate is not None:
+            self.gate.serving()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self.gate is not None:
+            self.gate.leave(force=True)
         started = time.monotonic()
         open_connections = len(self.server_state.connections)
         heartbeat = asyncio.create_task(self._heartbeat())
@@ -94,7 +208,8 @@ class UvicornWorker(uvicorn_worker.UvicornWorker):
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        server = DrainingServer(config=self.config)
+        gate = RecycleGate.from_environment(self.cfg.workers)
+        server = DrainingServer(config=self.config, gate=gate, max_defer_seconds=self.cfg.timeout)
         self._install_sigquit_handler()
         await server.serve(sockets=self.sockets)
         if not server.started:
