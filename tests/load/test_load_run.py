@@ -145,8 +145,10 @@ def test_real_run_counts_match_the_server(server):
 def test_background_run_sees_what_the_caller_does(server):
     url, handler = server
     with start_load(url, duration=3, connections=2, threads=1) as load:
-        while handler.count < 20:  # the load is flowing
-            threading.Event().wait(0.05)
+        for _ in range(200):  # until the load is flowing
+            if handler.count >= 20:
+                break
+            threading.Event().wait(0.01)
         handler.reset = True  # the caller breaks the server mid-run
         assert load.running
     result = load.result()
