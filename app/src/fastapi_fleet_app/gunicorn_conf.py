@@ -104,8 +104,10 @@ _own_metrics_dir: str | None = None
 def on_starting(server: Arbiter) -> None:
     """Master start: reset the metrics directory (a temporary one if unset), make the recycle gate's."""
     global _own_metrics_dir
-    # Workers recycle one at a time (fastapi_fleet_app.worker.RecycleGate), in this master's own directory.
-    os.environ[RECYCLE_DIR_ENV] = tempfile.mkdtemp(prefix="fastapi-fleet-app-recycle-", dir=worker_tmp_dir)
+    # Workers recycle one at a time (fastapi_fleet_app.worker.RecycleGate), in this master's own
+    # directory: under systemd's RuntimeDirectory (removed on stop, even after a crash) if any.
+    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or worker_tmp_dir
+    os.environ[RECYCLE_DIR_ENV] = tempfile.mkdtemp(prefix="fastapi-fleet-app-recycle-", dir=parent)
     directory = os.environ.get(_MULTIPROC_DIR)
     if not directory:
         directory = _own_metrics_dir = tempfile.mkdtemp(prefix="fastapi-fleet-app-metrics-")
