@@ -107,8 +107,16 @@ def test_metrics_aggregate_across_workers(
         headers={"X-Forwarded-For": "203.0.113.9", "X-Request-ID": "fwd-1"},
     )
     assert forwarded.status_code == 200
-    lines = read_log(log_file)  # every line, Gunicorn's included, is JSON
-    assert [line["client"] for line in lines if line.get("request_id") == "fwd-1"] == ["203.0.113.9"]
+
+    def forwarded_clients() -> list[object]:
+        lines = read_log(log_file)  # every line, Gunicorn's included, is JSON
+        return [line["client"] for line in lines if line.get("request_id") == "fwd-1"]
+
+    # The request line is written once the response is out: the client may be faster.
+    deadline = time.monotonic() + 10
+    while not forwarded_clients() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert forwarded_clients() == ["203.0.113.9"]
 
     assert server.stop() == 0
     assert not list(metrics_dir.glob("gauge_live*")), "mark_process_dead not called"

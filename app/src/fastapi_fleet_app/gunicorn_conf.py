@@ -21,6 +21,7 @@ from gunicorn.workers.base import Worker
 
 from fastapi_fleet_app.logs import JsonFormatter
 from fastapi_fleet_app.settings import ConfigError, load_settings
+from fastapi_fleet_app.worker import RECYCLE_DIR_ENV
 
 # prometheus_client (and fastapi_fleet_app.metrics) must not be imported here: the
 # master would create the metrics before PROMETHEUS_MULTIPROC_DIR is set and every
@@ -50,14 +51,24 @@ except ConfigError as _exc:
 
 bind = [address.strip() for address in os.environ.get("APP_BIND", "127.0.0.1:8000").split(",")]
 workers = _int("APP_WORKERS", len(os.sched_getaffinity(0)), minimum=1)
-worker_class = "uvicorn_worker.UvicornWorker"
+# Uvicorn workers that drain keep-alive connections on recycle and stop instead of
+# closing them under the proxy's feet (see fastapi_fleet_app.worker).
+worker_class = "fastapi_fleet_app.worker.UvicornWorker"
 timeout = _int("APP_TIMEOUT", 30)
+# Also the longest drain of a recycled or stopped worker: keep it above the proxy's
+# upstream keepalive_timeout, which is how long an idle pooled connection may stay open.
 graceful_timeout = _int("APP_GRACEFUL_TIMEOUT", 30)
-keepalive = _int("APP_KEEPALIVE", 5)
-# Recycling bounds slow leaks; at thousands of requests/s per worker a low limit would
-# restart workers every few seconds, so the default is high.
+# Idle keep-alive seconds: above the proxy's upstream keepalive_timeout, so that the
+# proxy, never the app, closes an idle pooled connection.
+keepalive = _int("APP_KEEPALIVE", 10)
+# Listen queue per bound address (the kernel caps it at net.core.somaxconn): it holds the
+# proxy's new connections while workers are busy or being replaced.
+backlog = _int("APP_BACKLOG", 2048, minimum=1)
+# Recycling bounds slow leaks. A recycled worker drains for up to the proxy's keepalive
+# timeout before its replacement boots, so the default is high, and the jitter spreads
+# the workers' recycles apart.
 max_requests = _int("APP_MAX_REQUESTS", 100_000)
-max_requests_jitter = _int("APP_MAX_REQUESTS_JITTER", 10_000)
+max_requests_jitter = _int("APP_MAX_REQUESTS_JITTER", 20_000)
 forwarded_allow_ips = _settings.forwarded_allow_ips
 proc_name = "fastapi-fleet-app"
 # Gunicorn >= 25.1 control socket (gunicornc); off unless a path is given, since the
@@ -91,8 +102,12 @@ _own_metrics_dir: str | None = None
 
 
 def on_starting(server: Arbiter) -> None:
-    """Master start: reset the metrics directory (a temporary one if unset)."""
+    """Master start: reset the metrics directory (a temporary one if unset), make the recycle gate's."""
     global _own_metrics_dir
+    # Workers recycle one at a time (fastapi_fleet_app.worker.RecycleGate), in this master's own
+    # directory: under systemd's RuntimeDirectory (removed on stop, even after a crash) if any.
+    parent = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0] or worker_tmp_dir
+    os.environ[RECYCLE_DIR_ENV] = tempfile.mkdtemp(prefix="fastapi-fleet-app-recycle-", dir=parent)
     directory = os.environ.get(_MULTIPROC_DIR)
     if not directory:
         directory = _own_metrics_dir = tempfile.mkdtemp(prefix="fastapi-fleet-app-metrics-")
@@ -111,6 +126,7 @@ def child_exit(server: Arbiter, worker: Worker) -> None:
 
 
 def on_exit(server: Arbiter) -> None:
-    """Remove the metrics directory if this master created it."""
-    if _own_metrics_dir is not None:
-        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+    """Remove the recycle gate's directory, and the metrics directory if this master created it."""
+    for directory in (_own_metrics_dir, os.environ.get(RECYCLE_DIR_ENV)):
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -244,6 +244,15 @@ class GunicornServer:
 
         _wait(healthy, "gunicorn", timeout)
 
+    def send_signal(self, signum: int) -> None:
+        assert self._process is not None
+        self._process.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        """Wait for the master to exit; returns its exit code."""
+        assert self._process is not None
+        return self._process.wait(timeout)
+
     def stop(self, timeout: float = 30) -> int:
         """Graceful stop (SIGTERM); returns the exit code."""
         assert self._process is not None

@@ -368,3 +368,31 @@ def test_burst_gets_429_while_other_client_unaffected(host):
     assert set(local) <= {"200", "404"}, local
     assert _request(host, "GET", "/health")[0] == 200
     time.sleep(burst / rate + 1)  # leave the bucket full for whatever runs next
+
+
+def test_no_app_server_reachable_answers_503_with_retry_after(host):
+    """Every app service stopped: nginx answers a clear 503 (JSON, Retry-After), GET and POST alike."""
+    apps = host.backend.get_hosts("app", ansible_inventory=host.backend.ansible_inventory)
+    if apps != [host.backend.host]:
+        pytest.skip("needs the app on this load balancer's own host")  # the fleet checks stop remote hosts
+    retry_after = str(_var(host, "nginx_upstream_unavailable_retry_after", 2))
+    host.check_output("systemctl stop fastapi-fleet")
+    try:
+        for method, body in (("GET", None), ("POST", {"name": f"nginx-{uuid.uuid4().hex[:8]}"})):
+            status, headers, payload = _request(
+                host, method, "/api/v1/items/1" if body is None else "/api/v1/items", body=body
+            )
+            assert status == 503, (method, payload)
+            assert headers["Retry-After"] == retry_after
+            assert headers["Content-Type"] == "application/json"
+            assert json.loads(payload) == {"detail": "Service temporarily unavailable, retry later"}
+            _assert_security_headers(headers)
+    finally:
+        host.check_output("systemctl start fastapi-fleet")
+    deadline = time.monotonic() + 60
+    while _request(host, "GET", "/ready")[0] != 200:
+        assert time.monotonic() < deadline, "the app did not come back"
+        time.sleep(1)
+    # The app's own 503 (not ready) would pass through untouched: errors are intercepted
+    # only when nginx made them (proxy_intercept_errors stays off).
+    assert "proxy_intercept_errors on" not in _config(host)

@@ -1,0 +1,47 @@
+"""Sustained HTTP load with exact outcome counts (``fleet-load``), runnable in the background.
+
+``wrk`` (Debian's package) drives the load; a Lua script counts every request it sends
+and every response by status, and prints one machine-readable line at the end that
+:func:`parse_result` reads. So a run reports *sent / 2xx / non-2xx / socket errors / p99*
+(and requests per second) exactly, 3xx included in non-2xx.
+
+Use it blocking::
+
+    result = run_load("https://10.231.0.21/health", duration=60, connections=64)
+    print(result.line())
+
+or in the background while the caller acts (stops a service, cuts a link, ...)::
+
+    with start_load("https://10.231.0.21/health", duration=60) as load:
+        ...  # act while the load runs
+    result = load.result()
+
+Targets are limited to loopback and the lab network unless ``allow`` says otherwise,
+and every run is bounded in time (wrk's own duration, and a hard limit on the process).
+"""
+
+from __future__ import annotations
+
+from fleet.load.run import (
+    DEFAULT_ALLOWED_NETWORKS,
+    LoadError,
+    LoadResult,
+    LoadRun,
+    SocketErrors,
+    check_target,
+    parse_result,
+    run_load,
+    start_load,
+)
+
+__all__ = [
+    "DEFAULT_ALLOWED_NETWORKS",
+    "LoadError",
+    "LoadResult",
+    "LoadRun",
+    "SocketErrors",
+    "check_target",
+    "parse_result",
+    "run_load",
+    "start_load",
+]
