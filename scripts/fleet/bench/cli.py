@@ -23,7 +23,7 @@ import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastapi_fleet_app import migrate
-from fastapi_fleet_app.throwaway import GunicornServer, PostgresServer, RedisServer, app_environment
+from fleet.bench.throwaway import GunicornServer, PostgresServer, RedisServer, app_environment
 
 ITEM_ID = 1
 LIST_PATH = "/api/v1/items?limit=20&after=1000"
