@@ -18,7 +18,7 @@ HOST = Host("web1", GROUPS, {"ansible_host": "203.0.113.5", "fleet_address": "10
 HEALTHY = (
     "load\t0.50 0.40 0.30\n"
     "mem\t2048000\t1024000\n"
-    "disk\t10485760\t2621440\n"
+    "disk\t10485760\t2621440\t7864320\n"
     "unit\tnginx\tnginx.service\tactive\n"
     "unit\tpostgresql\tpostgresql@15-main.service\tactive\n"
     "unit\tredis\tredis-server.service\tactive\n"

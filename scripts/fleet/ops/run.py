@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from rich.rule import Rule
 from rich.text import Text
 
 from fleet.errors import FleetError
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         outcome = f"exit {r.exit_code}" if r.reached else "UNREACHABLE"
         style = GOOD if r.ok else "bold red"
-        out.print(Rule(Text(f"{r.host}: {outcome}", style=style), align="left"))
+        out.print(Text(f"── {r.host}: {outcome}", style=style))
         if r.stdout:
             out.out(r.stdout.rstrip("\n"), highlight=False)
         if r.stderr:

@@ -25,7 +25,7 @@ p() { if command -v curl >/dev/null; then r=$(curl -s --max-time 5 -w '\t%{http_
   else r="curl not installed	000"; fi; printf 'probe\t%s\t%s\t%s\n' "$1" "$2" "$r"; }
 printf 'load\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 awk '/^MemTotal:/{t=$2} /^MemAvailable:/{a=$2} END{printf "mem\t%d\t%d\n", t, a}' /proc/meminfo
-df -Pk / | awk 'NR==2{printf "disk\t%s\t%s\n", $2, $3}'
+df -Pk / | awk 'NR==2{printf "disk\t%s\t%s\t%s\n", $2, $3, $4}'
 """
 
 
@@ -118,13 +118,11 @@ def parse_status(host: Host, result: Result) -> HostStatus:
         elif kind == "mem" and len(fields) == 2:
             total, available = (int(x) for x in fields)
             status.memory = {"total_mb": total // 1024, "used_pct": round(100 * (total - available) / max(total, 1))}
-        elif kind == "disk" and len(fields) == 2:
-            size, used = (int(x) for x in fields)
-            status.disk = {
-                "path": "/",
-                "size_gb": round(size / 1024 / 1024, 1),
-                "used_pct": round(100 * used / max(size, 1)),
-            }  # type: ignore[dict-item]
+        elif kind == "disk" and len(fields) == 3:
+            size, used, available = (int(x) for x in fields)
+            # As df counts it: blocks reserved for root are neither used nor available.
+            used_pct = round(100 * used / max(used + available, 1))
+            status.disk = {"path": "/", "size_gb": round(size / 1024 / 1024, 1), "used_pct": used_pct}
     return status
 
 
