@@ -78,20 +78,35 @@ def test_status_all_green(inventory):
     assert "fleet status" in table.stdout and "redis active (redis-server.service)" in table.stdout
 
 
-@pytest.fixture
-def redis_stopped(inventory):
-    redis_hosts = [
-        testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in hosts_of(inventory, "redis")
+def _stopped(inventory, group, stop, start):
+    """Run `stop` on the group's hosts; afterwards `start`, and wait until the whole fleet is green again."""
+    hosts = [
+        testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory) for name in hosts_of(inventory, group)
     ]
-    for host in redis_hosts:
-        host.run_expect([0], "systemctl stop redis-server")
-    yield
-    for host in redis_hosts:
-        host.run_expect([0], "systemctl start redis-server")
+    for host in hosts:
+        host.run_expect([0], stop)
+    yield hosts
+    for host in hosts:
+        host.run_expect([0], start)
     deadline = time.monotonic() + 90
     while fleet("status", "-i", inventory).returncode != 0:
-        assert time.monotonic() < deadline, "the fleet did not recover after redis-server started again"
+        assert time.monotonic() < deadline, f"the fleet did not recover after `{start}`"
         time.sleep(3)
+
+
+@pytest.fixture
+def redis_stopped(inventory):
+    yield from _stopped(inventory, "redis", "systemctl stop redis-server", "systemctl start redis-server")
+
+
+@pytest.fixture
+def cluster_stopped(inventory):
+    # The cluster's unit as `fleet status` found it on the host (postgresql@<version>-main).
+    _, document = fleet_json("status", "-i", inventory, "-l", "postgres")
+    units = {s["unit"] for h in document["hosts"] for s in h["services"] if s["service"] == "postgresql"}
+    (unit,) = units
+    assert unit.startswith("postgresql@") and unit.endswith("-main.service")
+    yield from _stopped(inventory, "postgres", f"systemctl stop {unit}", f"systemctl start {unit}")
 
 
 def test_status_fails_when_redis_is_down(inventory, redis_stopped):
@@ -104,6 +119,15 @@ def test_status_fails_when_redis_is_down(inventory, redis_stopped):
     table = fleet("status", "-i", inventory)
     assert table.returncode == 1
     assert "something is down on:" in table.stdout
+
+
+def test_status_sees_the_cluster_not_the_umbrella_unit(inventory, cluster_stopped):
+    for host in cluster_stopped:
+        assert host.run("systemctl is-active postgresql").stdout.strip() == "active"
+    code, document = fleet_json("status", "-i", inventory)
+    assert code == 1
+    clusters = [s for h in document["hosts"] for s in h["services"] if s["service"] == "postgresql"]
+    assert clusters and all(s["unit"].startswith("postgresql@") and s["state"] != "active" for s in clusters)
 
 
 def test_releases_show_the_current_one(inventory):
