@@ -9,6 +9,7 @@ hosts or an Ansible pattern (-l) in parallel over SSH. Exit codes, for every com
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -45,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FleetError as exc:
         print(f"fleet {args.command}: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except BrokenPipeError:
+        # The reader went away (`fleet status | head`): nothing left to say, and no traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.FAILED
     except KeyboardInterrupt:
         hint = "; run `fleet lab down` to clean up what was made" if args.command == "lab" else ""
         print(f"fleet {args.command}: interrupted{hint}", file=sys.stderr)
