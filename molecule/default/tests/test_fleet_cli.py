@@ -62,8 +62,19 @@ def copy_inventory(inventory: str, target: Path, extra: dict) -> Path:
     return target
 
 
+def settled(*argv, tries=4):
+    """A green run of `fleet ...`, allowing for a few misses: /ready has a 1 s budget and the lab's CPUs are shared."""
+    for _ in range(tries):
+        done = fleet(*argv)
+        if done.returncode == 0:
+            break
+        time.sleep(5)
+    return done
+
+
 def test_status_all_green(inventory):
-    code, document = fleet_json("status", "-i", inventory)
+    done = settled("status", "--json", "-i", inventory)
+    code, document = done.returncode, json.loads(done.stdout)
     assert code == 0, document
     for host in document["hosts"]:
         assert host["reachable"] and host["ok"], host
@@ -73,7 +84,7 @@ def test_status_all_green(inventory):
         if "app" in host["groups"]:
             assert host["release"]
             assert host["health"]["status"] == host["ready"]["status"] == 200
-    table = fleet("status", "-i", inventory)
+    table = settled("status", "-i", inventory)
     assert table.returncode == 0
     assert "fleet status" in table.stdout and "redis active (redis-server.service)" in table.stdout
 
