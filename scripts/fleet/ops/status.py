@@ -79,8 +79,8 @@ class HostStatus:
     health: Probe | None = None
     ready: Probe | None = None
     load: list[float] = field(default_factory=list)
-    memory: dict[str, float] = field(default_factory=dict)
-    disk: dict[str, float] = field(default_factory=dict)
+    memory: dict[str, int] = field(default_factory=dict)
+    disk: dict[str, object] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
