@@ -4,9 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
-fleet-lab up --inventory inventories/lab
+fleet lab up --inventory inventories/lab
 ansible-playbook playbooks/site.yml "$@"
-# Smoke check from the control node through every load balancer.
-ansible loadbalancers -c local -e ansible_python_interpreter="$PWD/.venv/bin/python" -m ansible.builtin.uri \
-    -a 'url=https://{{ fleet_address }}/health validate_certs=false return_content=true'
+# Every service up, then end-to-end checks from the control node through every load balancer.
+fleet status
+fleet smoke
 echo "deploy-lab: the stack answers; try: curl -k https://$(ansible-inventory --host fleet1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["ansible_host"])')/health"

@@ -1,1 +1,1 @@
-"""Control-node tooling for fastapi-fleet: the lab, the operations CLI and benchmarks."""
+"""Control-node tooling for fastapi-fleet, behind one command line: `fleet` (see fleet.cli)."""

@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fastapi_fleet_app import migrate
 from fastapi_fleet_app.app import create_app
 from fastapi_fleet_app.settings import Settings
-from fastapi_fleet_app.throwaway import PostgresServer, RedisServer
+from fleet.bench.throwaway import PostgresServer, RedisServer
 
 # Metrics must be single-process in this test process, whatever the caller's env says.
 os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -1,4 +1,4 @@
-"""``fleet-bench`` output parsing (the benchmark itself is run by hand, not in CI)."""
+"""``fleet bench`` output parsing (the benchmark itself is run by hand, not in CI)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from fastapi_fleet_app.throwaway import RedisServer
+from fleet.bench.throwaway import RedisServer
 
 pytestmark = pytest.mark.asyncio
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fastapi_fleet_app.throwaway import (
+from fleet.bench.throwaway import (
     ASGI_APP,
     GUNICORN_CONFIG,
     GunicornServer,

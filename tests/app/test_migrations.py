@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from fastapi_fleet_app.migrate import ADVISORY_LOCK_KEY
-from fastapi_fleet_app.throwaway import PostgresServer
+from fleet.bench.throwaway import PostgresServer
 
 
 @pytest.fixture

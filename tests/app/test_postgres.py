@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from fastapi_fleet_app.throwaway import PostgresServer
+from fleet.bench.throwaway import PostgresServer
 
 pytestmark = pytest.mark.asyncio
 

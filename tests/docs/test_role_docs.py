@@ -16,7 +16,7 @@ def test_every_role_is_documented():
 
 
 def test_pages_are_current():
-    assert stale_pages(REPO) == [], "run `fleet-docs` and commit docs/roles/"
+    assert stale_pages(REPO) == [], "run `fleet docs` and commit docs/roles/"
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda d: d.name)

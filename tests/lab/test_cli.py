@@ -1,12 +1,13 @@
-"""The command line refuses bad requests with one clear line and exit code 2, changing nothing."""
+"""`fleet lab` refuses bad requests with one clear line and exit code 2, changing nothing."""
 
 import pytest
 
-from fleet.lab import cli, system
+from fleet import cli
+from fleet.lab import system
 
 
 def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
+    code = cli.main(["lab", *argv])
     return code, capsys.readouterr().err
 
 
@@ -25,7 +26,7 @@ def test_bad_requests(capsys, tmp_path, monkeypatch, argv, message):
     monkeypatch.setenv("FLEET_LAB_DIR", str(tmp_path / "lab"))
     code, err = run_cli(capsys, *argv)
     assert code == 2
-    assert err.startswith("fleet-lab: error: ")
+    assert err.startswith("fleet lab: error: ")
     assert message in err
     assert not (tmp_path / "lab").exists()
 
@@ -68,5 +69,5 @@ def test_inventory_of_unknown_machine(capsys, tmp_path, monkeypatch):
 
 def test_unknown_command_is_argparse_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["explode"])
+        cli.main(["lab", "explode"])
     assert exc.value.code == 2

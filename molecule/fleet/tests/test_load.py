@@ -1,13 +1,15 @@
-"""Sustained load through lb1 with every worker recycling, then with an app host failing mid-run.
+"""Sustained load through lb1 while every worker recycles, then with an app host failing mid-run.
 
-Each run sends `/health` through the load balancer for DURATION seconds from the control
-node (fleet.load: wrk in another process) while the scenario's low `app_max_requests`
-(inventory/group_vars/all/scenario.yml) recycles every worker several times. The bar, for
-every run: zero non-2xx responses and zero socket errors. With app1's service stopped
-mid-run, and with app1's network cut mid-run (its link down: connects time out), the
-p99 stays within a second of the healthy run's.
+Each run sends `/health` through the load balancer for SECONDS from the control node
+(fleet.load: wrk in another process) while the scenario's low `app_max_requests`
+(inventory/group_vars/all/scenario.yml) recycles every worker several times (counted from
+Gunicorn's log on the app hosts). The bar, for every run: zero non-2xx responses and zero
+socket errors. With app1's service stopped mid-run, and with app1's network cut mid-run (its
+link down: connects time out), the p99 stays within a second of the healthy run's.
 """
 
+import json
+import os
 import subprocess
 import time
 
@@ -19,39 +21,33 @@ from fleet.load import start_load
 
 testinfra_hosts = ["lb1"]
 
-DURATION = 60
-CONNECTIONS = 64
+SECONDS = max(60, int(os.environ.get("FLEET_LOAD_SECONDS", "60")))
+CONNECTIONS = int(os.environ.get("FLEET_LOAD_CONNECTIONS", "128"))
+# A response slower than this counts as a socket error. Healthy runs: latency varies on the
+# lab's shared cores, failures must not. With app1 cut off, a request nginx had already sent
+# to it waits for its TCP retransmission once the link is back (or proxy_read_timeout), so
+# those few runs allow longer; the p99 bar below still holds them to the healthy figure.
+CLIENT_TIMEOUT = 10.0
+FAILURE_CLIENT_TIMEOUT = 45.0
+APP_LOG = "/var/log/fastapi-fleet/app.log"
 APP_UNIT = "fastapi-fleet.service"
 APP_HOSTS = ("app1", "app2")
+RECYCLES_PER_WORKER = 3
 
 
-def _booted(app_host) -> int:
-    """Workers Gunicorn has booted so far (one log line each, in the app's JSON log)."""
-    return int(app_host.check_output("grep -c 'Booting worker' /var/log/fastapi-fleet/app.log || true") or 0)
+def _log_lines(app) -> int:
+    return int(app.check_output(f"wc -l < {APP_LOG}"))
 
 
-class WorkerWatch:
-    """Counts the workers booted on every app host during a run: each one after the first set is a recycle."""
+def _recycles_since(app, line: int) -> int:
+    text = app.check_output(f'tail -n +{line + 1} {APP_LOG} | grep -v \'"message":"request"\' || true')
+    messages = [str(json.loads(entry)["message"]) for entry in text.splitlines() if entry.strip()]
+    return sum(message.startswith("Maximum request limit") for message in messages)
 
-    def __init__(self, fleet: dict) -> None:
-        self.fleet = fleet
-        self.workers = {
-            name: int(fleet[name].check_output(f"pgrep -c -P $(systemctl show -P MainPID {APP_UNIT})"))
-            for name in APP_HOSTS
-        }
-        self.before: dict[str, int] = {}
-        self.after: dict[str, int] = {}
 
-    def __enter__(self):
-        self.before = {name: _booted(self.fleet[name]) for name in APP_HOSTS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.after = {name: _booted(self.fleet[name]) for name in APP_HOSTS}
-
-    def recycles_per_worker(self, name: str) -> float:
-        """Workers booted during the run, per worker slot of the host."""
-        return (self.after[name] - self.before[name]) / max(1, self.workers[name])
+def _workers(app) -> int:
+    main = app.check_output(f"systemctl show --property MainPID --value {APP_UNIT}").strip()
+    return int(app.check_output(f"pgrep -c -P {main}"))
 
 
 def _url(fleet) -> str:
@@ -67,31 +63,35 @@ def _wait_ready(app_host) -> None:
 
 @pytest.fixture(scope="module")
 def healthy(fleet):
-    with WorkerWatch(fleet) as watch, start_load(_url(fleet), duration=DURATION, connections=CONNECTIONS) as load:
-        pass
+    marks = {name: _log_lines(fleet[name]) for name in APP_HOSTS}
+    with start_load(_url(fleet), duration=SECONDS, connections=CONNECTIONS, timeout=CLIENT_TIMEOUT) as load:
+        pass  # recycles are the only disturbance
     result = load.result()
+    recycles = {name: _recycles_since(fleet[name], marks[name]) for name in APP_HOSTS}
+    workers = {name: _workers(fleet[name]) for name in APP_HOSTS}
     print(f"\nhealthy: {result.line()}")
     for name in APP_HOSTS:
-        print(f"{name}: {watch.recycles_per_worker(name):.1f} recycles per worker")
-    return result, watch
+        print(f"{name}: {recycles[name]} recycles, {workers[name]} workers")
+    return result, recycles, workers
 
 
-def test_sustained_load_with_recycling_workers_has_no_failed_request(healthy):
-    result, watch = healthy
-    assert result.sent > 0
+def test_sustained_load_with_recycling_workers_fails_no_request(healthy):
+    result, recycles, workers = healthy
+    assert result.duration_s >= SECONDS
+    assert result.responses > 0
     assert result.non_2xx == 0, result.line()
     assert result.errors.total == 0, result.line()
     for name in APP_HOSTS:
-        assert watch.recycles_per_worker(name) >= 3, f"{name}: workers did not recycle 3 times; lower app_max_requests"
+        assert recycles[name] >= RECYCLES_PER_WORKER * workers[name], f"{name}: workers did not recycle often enough"
 
 
 def test_app_service_stopped_mid_run_fails_no_request(fleet, healthy):
     app1 = fleet["app1"]
     try:
-        with start_load(_url(fleet), duration=DURATION, connections=CONNECTIONS) as load:
-            time.sleep(DURATION / 3)
+        with start_load(_url(fleet), duration=SECONDS, connections=CONNECTIONS, timeout=FAILURE_CLIENT_TIMEOUT) as load:
+            time.sleep(SECONDS / 3)
             app1.run_expect([0], f"systemctl stop {APP_UNIT}")
-            time.sleep(DURATION / 3)
+            time.sleep(SECONDS / 3)
             app1.run_expect([0], f"systemctl start {APP_UNIT}")
         result = load.result()
     finally:
@@ -100,6 +100,7 @@ def test_app_service_stopped_mid_run_fails_no_request(fleet, healthy):
     print(f"\napp1 stopped mid-run: {result.line()}")
     assert result.non_2xx == 0, result.line()
     assert result.errors.total == 0, result.line()
+    assert result.p99_ms <= healthy[0].p99_ms + 1000, (result.line(), healthy[0].line())
 
 
 def _set_link(machine: str, state: str) -> None:
@@ -107,12 +108,11 @@ def _set_link(machine: str, state: str) -> None:
 
 
 def test_app_host_cut_off_mid_run_fails_no_request_and_keeps_p99(fleet, healthy):
-    healthy_result, _ = healthy
     try:
-        with start_load(_url(fleet), duration=DURATION, connections=CONNECTIONS) as load:
-            time.sleep(DURATION / 3)
+        with start_load(_url(fleet), duration=SECONDS, connections=CONNECTIONS, timeout=FAILURE_CLIENT_TIMEOUT) as load:
+            time.sleep(SECONDS / 3)
             _set_link("app1", "down")
-            time.sleep(DURATION / 3)
+            time.sleep(SECONDS / 3)
             _set_link("app1", "up")
         result = load.result()
     finally:
@@ -121,4 +121,4 @@ def test_app_host_cut_off_mid_run_fails_no_request_and_keeps_p99(fleet, healthy)
     print(f"\napp1 cut off mid-run: {result.line()}")
     assert result.non_2xx == 0, result.line()
     assert result.errors.total == 0, result.line()
-    assert result.p99_ms <= healthy_result.p99_ms + 1000, (result.line(), healthy_result.line())
+    assert result.p99_ms <= healthy[0].p99_ms + 1000, (result.line(), healthy[0].line())

@@ -1,1 +1,1 @@
-"""Load benchmark of the bundled app (``fleet-bench``)."""
+"""Load benchmark of the bundled app (``fleet bench``)."""

@@ -1,4 +1,4 @@
-"""``fleet-bench``: load-test the app under Gunicorn against throwaway PostgreSQL and Redis.
+"""``fleet bench``: load-test the app under Gunicorn against throwaway PostgreSQL and Redis.
 
 Everything runs on loopback: PostgreSQL and Redis in temporary directories, two Gunicorn
 instances of ``fastapi-fleet-app`` (cache on, and cache off as the database baseline),
@@ -12,18 +12,17 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import psycopg
-from prometheus_client.parser import text_string_to_metric_families
+from fleet.errors import FleetError
 
-from fastapi_fleet_app import migrate
-from fastapi_fleet_app.throwaway import GunicornServer, PostgresServer, RedisServer, app_environment
+if TYPE_CHECKING:
+    from fleet.bench.throwaway import GunicornServer
 
 ITEM_ID = 1
 LIST_PATH = "/api/v1/items?limit=20&after=1000"
@@ -81,6 +80,8 @@ def _wrk(url: str, args: argparse.Namespace, seconds: int) -> str:
 
 
 def _cache_hits(base_url: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
     with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:  # noqa: S310 - loopback http
         text = response.read().decode()
     return sum(
@@ -92,6 +93,8 @@ def _cache_hits(base_url: str) -> float:
 
 
 def _seed(database_url: str, count: int) -> None:
+    import psycopg
+
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO items (name, description)"
@@ -100,8 +103,13 @@ def _seed(database_url: str, count: int) -> None:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleet-bench", description=__doc__)
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench",
+        help="load-test the app on loopback (throwaway PostgreSQL, Redis, Gunicorn; wrk)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each run (default 2)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
@@ -109,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="Gunicorn workers per instance (default 2)")
     parser.add_argument("--items", type=int, default=10_000, help="rows to seed (default 10000)")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
-    return parser
+    parser.set_defaults(handler=run)
 
 
 def _report(results: list[Result], hit_ratio: float, args: argparse.Namespace) -> None:
@@ -147,11 +155,25 @@ def _report(results: list[Result], hit_ratio: float, args: argparse.Namespace) -
         print(f"ratio {label}: {ratio:.2f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def _check(args: argparse.Namespace) -> None:
+    """Refuse bad numbers and a missing load generator before any server starts."""
+    for name in ("duration", "connections", "threads", "workers", "items"):
+        if getattr(args, name) < 1:
+            raise FleetError(f"--{name} must be at least 1")
+    if args.warmup < 0:
+        raise FleetError("--warmup must not be negative")
+    if args.connections < args.threads:
+        raise FleetError("--connections must be at least --threads (wrk needs one connection per thread)")
     if shutil.which("wrk") is None:
-        print("fleet-bench: wrk not found (apt-get install wrk)", file=sys.stderr)
-        return 1
+        raise FleetError("wrk not found (apt-get install wrk)")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    # The harness's heavy imports (the app, its migrations, drivers) load only when it runs.
+    from fastapi_fleet_app import migrate
+    from fleet.bench.throwaway import GunicornServer, PostgresServer, RedisServer, app_environment
+
     with ExitStack() as stack:
         postgres = stack.enter_context(PostgresServer())
         redis_server = stack.enter_context(RedisServer())
@@ -187,7 +209,3 @@ def main(argv: list[str] | None = None) -> int:
             results.append(result)
     _report(results, hit_ratio, args)
     return 1 if any(result.errors for result in results) else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,9 @@
-"""`fleet-docs`: write docs/roles/<role>.md for every role, or check they are current."""
+"""`fleet docs`: write docs/roles/<role>.md for every role, or check they are current."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from fleet.docs.roles import load_role, problems, render
@@ -30,11 +29,14 @@ def stale_pages(repo: Path) -> list[str]:
     return stale
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="fleet-docs", description=__doc__)
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("docs", help="write docs/roles/ from the roles (or --check them)", description=__doc__)
     parser.add_argument("--check", action="store_true", help="only report pages that are out of date")
     parser.add_argument("--repo", type=Path, default=REPO, help="repository root")
-    args = parser.parse_args(argv)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
     found = [msg for d in role_dirs(args.repo) for msg in problems(d)]
     if found:
         print("\n".join(found), file=sys.stderr)
@@ -42,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         stale = stale_pages(args.repo)
         if stale:
-            print("out of date (run fleet-docs): " + ", ".join(stale), file=sys.stderr)
+            print("out of date (run fleet docs): " + ", ".join(stale), file=sys.stderr)
             return 1
         return 0
     docs_dir = args.repo / "docs" / "roles"
@@ -53,7 +55,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (args.repo / "roles" / page.stem / "meta" / "argument_specs.yml").exists():
             page.unlink()
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""`fleet-lab`: create, list and destroy the lab's Debian machines."""
+"""`fleet lab`: create, list and destroy the lab's Debian machines."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 
 import yaml
 
@@ -16,13 +15,15 @@ from fleet.lab.config import DISTROS, LabConfig, MachineSpec, parse_address
 from fleet.lab.errors import LabError
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fleet-lab",
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "lab",
+        help="the lab: real Debian machines (root)",
         description="Real Debian machines (systemd-nspawn, own network namespace, SSH) for trying and "
         "testing fastapi-fleet. Settings: FLEET_LAB_DIR, FLEET_LAB_BRIDGE, FLEET_LAB_SUBNET, FLEET_LAB_MIRROR.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.set_defaults(handler=run)
+    sub = parser.add_subparsers(dest="lab_command", required=True, metavar="VERB")
 
     up = sub.add_parser("up", help="create and boot machines (idempotent)")
     up.add_argument("machines", nargs="*", metavar="NAME[:DISTRO[:ADDRESS]]", help="machines to bring up")
@@ -52,7 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     image = sub.add_parser("image", help="build (or rebuild) a cached Debian image")
     image.add_argument("distro", choices=DISTROS)
     image.add_argument("--rebuild", action="store_true")
-    return parser
 
 
 def specs_from_inventory(path: str) -> list[MachineSpec]:
@@ -83,15 +83,19 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def run(args: argparse.Namespace) -> int:
+    return dispatch(args, LabConfig.from_env())
+
+
 def dispatch(args: argparse.Namespace, cfg: LabConfig) -> int:
-    if args.command == "up":
+    if args.lab_command == "up":
         specs = [MachineSpec.parse(text) for text in args.machines]
         if args.inventory:
             specs += specs_from_inventory(args.inventory)
         if not specs:
             raise LabError("name machines to bring up (NAME[:DISTRO[:ADDRESS]]) or pass --inventory")
         operations.up(cfg, specs)
-    elif args.command == "down":
+    elif args.lab_command == "down":
         if args.machines and args.all:
             raise LabError("give machine names or --all, not both")
         if not args.machines and not args.all:
@@ -99,12 +103,12 @@ def dispatch(args: argparse.Namespace, cfg: LabConfig) -> int:
         if args.purge and not args.all:
             raise LabError("--purge only goes with --all")
         operations.down(cfg, None if args.all else args.machines, purge=args.purge)
-    elif args.command == "list":
+    elif args.lab_command == "list":
         rows = operations.status(cfg)
         print(f"{'NAME':<20} {'DISTRO':<10} {'ADDRESS':<16} STATE")
         for row in rows:
             print(f"{row.name:<20} {row.distro:<10} {row.address:<16} {'running' if row.running else 'stopped'}")
-    elif args.command == "inventory":
+    elif args.lab_command == "inventory":
         names = args.machines or None
         if args.format == "yaml":
             _emit(yaml.safe_dump(operations.inventory(cfg, names), sort_keys=False), args.output)
@@ -112,25 +116,9 @@ def dispatch(args: argparse.Namespace, cfg: LabConfig) -> int:
             _emit(yaml.safe_dump(operations.instance_configs(cfg, names), sort_keys=False), args.output)
         else:
             _emit(json.dumps(operations.instance_configs(cfg, names), indent=2) + "\n", args.output)
-    elif args.command == "ssh":
+    elif args.lab_command == "ssh":
         command = operations.ssh_command(cfg, args.machine, args.remote)
         os.execvp(command[0], command)  # noqa: S606
-    elif args.command == "image":
+    elif args.lab_command == "image":
         images.ensure_image(cfg, args.distro, rebuild=args.rebuild)
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return dispatch(args, LabConfig.from_env())
-    except LabError as exc:
-        print(f"fleet-lab: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fleet-lab: interrupted; run `fleet-lab down` to clean up what was made", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -43,7 +43,7 @@ def plan_addresses(
             if existing.distro != spec.distro or (spec.address and str(spec.address) != existing.address):
                 raise LabError(
                     f"machine {spec.name} exists as {existing.distro} at {existing.address}; "
-                    f"run `fleet-lab down {spec.name}` first to recreate it differently"
+                    f"run `fleet lab down {spec.name}` first to recreate it differently"
                 )
             result[spec.name] = ipaddress.IPv4Address(existing.address)
         elif spec.address is not None:

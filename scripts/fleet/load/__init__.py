@@ -1,4 +1,4 @@
-"""Sustained HTTP load with exact outcome counts (``fleet-load``), runnable in the background.
+"""Sustained HTTP load with exact outcome counts (``fleet load``), runnable in the background.
 
 ``wrk`` (Debian's package) drives the load; a Lua script counts every request it sends
 and every response by status, and prints one machine-readable line at the end that

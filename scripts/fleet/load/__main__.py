@@ -1,4 +1,4 @@
-"""``python -m fleet.load``: the same as ``fleet-load``."""
+"""``python -m fleet.load``: the same as ``fleet load``."""
 
 import sys
 

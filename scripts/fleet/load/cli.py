@@ -1,4 +1,4 @@
-"""``fleet-load``: sustained load on one URL, printed as sent / 2xx / non-2xx / errors / p99.
+"""``fleet load``: sustained load on one URL, printed as sent / 2xx / non-2xx / errors / p99.
 
 Exits 0 only when every response was 2xx and no socket error happened (``--allow-failures``
 prints the line and exits 0 anyway).
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from fleet.load.run import DEFAULT_ALLOWED_NETWORKS, LoadError, run_load
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fleet-load", description=__doc__)
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("url", help="e.g. https://10.231.0.21/health")
     parser.add_argument("-d", "--duration", type=int, default=60, help="seconds (default 60, at most 600)")
     parser.add_argument("-c", "--connections", type=int, default=64, help="open connections (default 64)")
@@ -26,16 +26,25 @@ def _parser() -> argparse.ArgumentParser:
         help=f"network the target may be in (repeatable; default {', '.join(DEFAULT_ALLOWED_NETWORKS)})",
     )
     parser.add_argument("--allow-failures", action="store_true", help="exit 0 even with non-2xx or errors")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "load",
+        help="sustained load on one lab URL: sent / 2xx / non-2xx / errors / p99",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
     headers = {}
     for header in args.header:
         name, sep, value = header.partition(":")
         if not sep:
-            print(f"fleet-load: bad header {header!r} (want 'Name: value')", file=sys.stderr)
+            print(f"fleet load: bad header {header!r} (want 'Name: value')", file=sys.stderr)
             return 2
         headers[name.strip()] = value.strip()
     try:
@@ -49,11 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             allow=tuple(args.allow) if args.allow else DEFAULT_ALLOWED_NETWORKS,
         )
     except LoadError as exc:
-        print(f"fleet-load: {exc}", file=sys.stderr)
+        print(f"fleet load: {exc}", file=sys.stderr)
         return 2
     print(result.line())
     return 0 if result.clean or args.allow_failures else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fleet.load``: the same as ``fleet load``."""
+    parser = argparse.ArgumentParser(prog="fleet load", description=__doc__)
+    _add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,1 +1,1 @@
-"""Day-to-day operations over the same inventories Ansible uses, with Fabric."""
+"""Day-two operations over the inventories Ansible uses: status, logs, releases, smoke, run."""

@@ -1,5 +1,7 @@
 """Throwaway PostgreSQL, Redis and Gunicorn processes on loopback, for tests and benchmarks.
 
+Test and benchmark code: it lives with `fleet bench`, not in the app wheel that ships to servers.
+
 Uses Debian's ``postgresql`` and ``redis-server`` binaries; every server gets a fresh
 directory and a random free port. PostgreSQL refuses to run as root, so under root it
 runs as the ``postgres`` (or ``nobody``) user through ``setpriv``.
