@@ -22,8 +22,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fastapi_fleet_app.throwaway import LOOPBACK, GunicornServer, PostgresServer, RedisServer, app_environment
 from fastapi_fleet_app.worker import RecycleGate
+from fleet.bench.throwaway import LOOPBACK, GunicornServer, PostgresServer, RedisServer, app_environment
 
 ReadLog = Callable[[Path], list[dict[str, object]]]
 MAX_REQUESTS = 8

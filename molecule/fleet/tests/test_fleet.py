@@ -6,8 +6,11 @@ machines it needs by name (conftest.py), from the control node and from the mach
 
 import concurrent.futures
 import json
+import math
+import shlex
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import CONTROL, MACHINES, address, request, tcp_matrix
@@ -17,6 +20,7 @@ testinfra_hosts = ["lb1"]
 APP_LOG = "/var/log/fastapi-fleet/app.log"
 APP_UNIT = "fastapi-fleet.service"
 RATE = 15  # requests per second in the failover test
+LAB_SECRETS = Path("/var/lib/fastapi-fleet-lab/secrets")
 
 
 def _request_ids_served(app_host, ids: set[str]) -> set[str]:
@@ -117,3 +121,36 @@ def test_ssh_only_from_the_admin_network(fleet):
 def test_https_answers_everyone(fleet):
     results = tcp_matrix(fleet, [(source, "lb1", 443) for source in (CONTROL, "app1", "db1", "cache1")])
     assert all(results.values()), results
+
+
+def _env(app_host) -> dict[str, str]:
+    text = app_host.file("/etc/fastapi-fleet/app.env").content_string
+    return {key: value.strip("'") for key, value in (line.split("=", 1) for line in text.splitlines() if "=" in line)}
+
+
+def test_max_connections_is_the_app_hosts_demand_with_headroom(fleet):
+    # Demand: each app host's Gunicorn workers x its pool maximum, plus one for the migration
+    # run; then 25 % headroom, 3 superuser-reserved and 10 admin connections (role defaults).
+    demand = 0
+    for name in ("app1", "app2"):
+        env = _env(fleet[name])
+        workers = int(fleet[name].check_output(f"pgrep -c -P $(systemctl show -P MainPID {APP_UNIT})"))
+        assert workers == int(env["APP_WORKERS"])
+        demand += workers * int(env["APP_DB_POOL_MAX_SIZE"]) + 1
+    expected = math.ceil(demand * 125 / 100) + 3 + 10
+    shown = fleet["db1"].check_output("runuser -u postgres -- psql -tAc 'SHOW max_connections'")
+    assert int(shown) == expected
+
+
+def test_redis_maxmemory_is_the_size_set_for_the_cache_host(fleet):
+    # The scenario sizes Redis for a small machine (scenario.yml); the computed default (a
+    # share of the host's RAM) is proved by the default scenario's test_redis.py.
+    cache = fleet["cache1"]
+    expected = int(cache.ansible.get_variables()["redis_maxmemory_mb"]) * 1024 * 1024
+    # The lab's generated admin password (inventories/lab/group_vars/all/secrets.yml).
+    password = (LAB_SECRETS / "redis_admin_password").read_text().split()[0]
+    shown = cache.check_output(
+        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning -h 127.0.0.1 --user admin "
+        "CONFIG GET maxmemory"
+    ).split()
+    assert shown == ["maxmemory", str(expected)]
