@@ -22,17 +22,8 @@ and every run is bounded in time (wrk's own duration, and a hard limit on the pr
 
 from __future__ import annotations
 
-from fleet.load.run import (
-    DEFAULT_ALLOWED_NETWORKS,
-    LoadError,
-    LoadResult,
-    LoadRun,
-    SocketErrors,
-    check_target,
-    parse_result,
-    run_load,
-    start_load,
-)
+from fleet.load.run import LoadResult, LoadRun, SocketErrors, parse_result, run_load, start_load
+from fleet.load.targets import DEFAULT_ALLOWED_NETWORKS, LoadError, check_target
 
 __all__ = [
     "DEFAULT_ALLOWED_NETWORKS",

@@ -10,7 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fleet.load.run import DEFAULT_ALLOWED_NETWORKS, LoadError, run_load
+from fleet.load.run import run_load
+from fleet.load.targets import DEFAULT_ALLOWED_NETWORKS, LoadError
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
