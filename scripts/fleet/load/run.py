@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -13,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-from urllib.parse import urlsplit
 
-# Where load may be aimed without an explicit ``allow``: loopback and the lab bridge.
-DEFAULT_ALLOWED_NETWORKS: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.231.0.0/24")
+from fleet.load.targets import DEFAULT_ALLOWED_NETWORKS, LoadError, check_target
+
 # Longest run accepted (seconds); the process is killed this long after its duration.
 MAX_DURATION = 600
 KILL_GRACE = 30
@@ -69,10 +66,6 @@ function done(summary, latency, requests)
     latency:percentile(50), latency:percentile(99), latency.max))
 end
 """
-
-
-class LoadError(RuntimeError):
-    """The load could not run, or its output could not be read."""
 
 
 @dataclass(frozen=True)
@@ -168,22 +161,6 @@ def parse_result(output: str, url: str = "", connections: int = 0) -> LoadResult
     if sum(statuses.values()) != result.responses:
         raise LoadError(f"status counts {statuses} do not add up to {result.responses} responses")
     return result
-
-
-def check_target(url: str, allow: tuple[str, ...] = DEFAULT_ALLOWED_NETWORKS) -> None:
-    """Refuse a URL whose host is not an address inside ``allow`` (names are resolved)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LoadError(f"not an http(s) URL: {url}")
-    networks = [ipaddress.ip_network(network) for network in allow]
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except OSError as exc:
-        raise LoadError(f"cannot resolve {parts.hostname}: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not any(address in network for network in networks if network.version == address.version):
-            raise LoadError(f"{url}: {address} is outside the allowed networks {', '.join(allow)}")
 
 
 class LoadRun:

@@ -33,6 +33,7 @@ from fleet.ops.options import select_hosts
 from fleet.ops.output import console, mark, print_json
 from fleet.ops.remote import as_root, run_one
 from fleet.ops.services import SERVICES, app_url, setting, unit_name
+from fleet.tls import tls_context
 
 PASS, FAIL, SKIP, UNREACHABLE = "pass", "fail", "skip", "unreachable"
 SECURITY_HEADERS = ("strict-transport-security", "x-content-type-options", "x-frame-options", "referrer-policy")
@@ -57,16 +58,6 @@ def rate_per_second(rate: str) -> float:
     if match is None:
         raise FleetError(f"nginx_rate_limit {rate!r} is not like 20r/s or 600r/m")
     return int(match[1]) / (1 if match[2] == "s" else 60)
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    if ca_file:
-        return ssl.create_default_context(cafile=ca_file)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
 
 
 class LoadBalancer:
