@@ -230,6 +230,10 @@ FORMS: dict[str, tuple[Check, str]] = {
     "cert_not_after": (_regex(r"[+-](?:\d+[wdhms])+|\d{14}Z"), "a relative time like +825d or an ASN.1 time"),
     "path": (_regex(r"/[A-Za-z0-9._/@+=:,-]*"), "an absolute path of letters, digits and ._/@+=:,- (no spaces)"),
     "http_path": (_regex(r"/[A-Za-z0-9._~/-]*"), "a URL path starting with / (letters, digits and ._~/-)"),
+    "http_request": (
+        _regex(r"(?:/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?)?"),
+        "empty, or a URL path starting with / and an optional ?query (letters, digits and ._~/-=&%)",
+    ),
     "deb_package": (_regex(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+~:-]+)?"), "a Debian package name[=version]"),
     "unix_name": (_regex(r"[a-z_][a-z0-9_-]{0,31}"), "a lowercase user or group name of at most 32 characters"),
     "pg_identifier": (

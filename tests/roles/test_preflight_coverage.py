@@ -43,5 +43,11 @@ def test_every_variable_is_checked(role):
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r.name)
 def test_main_runs_the_preflight_first(role):
-    main = yaml.safe_load((role / "tasks" / "main.yml").read_text())
-    assert main[0].get("ansible.builtin.import_tasks") == "preflight.yml"
+    # main.yml's first task imports preflight.yml, directly or through the files it imports first.
+    first = "main.yml"
+    seen = []
+    while first != "preflight.yml" and first not in seen:
+        seen.append(first)
+        first = yaml.safe_load((role / "tasks" / first).read_text())[0].get("ansible.builtin.import_tasks")
+        assert first, f"{' -> '.join(seen)} does not start by importing a tasks file"
+    assert first == "preflight.yml", " -> ".join(seen)
