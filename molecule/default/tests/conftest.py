@@ -17,6 +17,8 @@ UNDEFINED = "__undefined__"
 # testinfra runs `ansible-inventory` and `ansible` by name: find them in this virtualenv also
 # when pytest is started as .venv/bin/pytest without an activated environment.
 _BIN = str(Path(sys.executable).parent)
+# molecule/shared: what the deploy verifiers of both scenarios share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 

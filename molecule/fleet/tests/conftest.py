@@ -6,10 +6,15 @@ import http.client
 import json
 import socket
 import ssl
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 import testinfra
+
+# molecule/shared: what the deploy verifiers of both scenarios share.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
 MACHINES = ("lb1", "app1", "app2", "db1", "cache1")
 CONTROL = "control"

@@ -1,0 +1,79 @@
+"""Releases and rolls for the deploy verifiers of both scenarios (issue 8's proof).
+
+A release is a copy of app/ with one real change: N+1 changes the code (its release name,
+which /health reports, follows the content), N+2 also answers 503 on /ready, so it can
+never pass a health gate. Playbooks run as a user runs them, against the scenario's
+inventory, and their output is kept for the failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+APP_ROOT = "/opt/fastapi-fleet"
+PLAY_TIMEOUT = 1800
+READY = "src/fastapi_fleet_app/health.py"
+READY_CHECK = '    ok = postgres == "ok" and redis == "ok"\n'
+
+
+def make_release(base: Path, name: str, *, broken: bool = False) -> Path:
+    """A copy of app/ whose code differs from the deployed one (and fails readiness if broken)."""
+    tree = base / name
+    shutil.copytree(
+        REPO / "app",
+        tree,
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache", ".venv"),
+    )
+    init = tree / "src/fastapi_fleet_app/__init__.py"
+    init.write_text(init.read_text() + f"\n# Release {name} of the deploy verifier.\n")
+    if broken:
+        ready = tree / READY
+        source = ready.read_text()
+        if READY_CHECK not in source:
+            raise AssertionError(f"{READY} changed: the broken release cannot make /ready fail")
+        ready.write_text(source.replace(READY_CHECK, "    ok = False  # a release that can never be ready\n"))
+    return tree
+
+
+@dataclass(frozen=True)
+class Play:
+    """A finished ansible-playbook run."""
+
+    returncode: int
+    output: str
+    seconds: float
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.output[-chars:]
+
+
+def run_playbook(inventory: str, playbook: str, extra_vars: dict | None = None) -> Play:
+    """ansible-playbook playbooks/<playbook> on the scenario's inventory, as a user runs it."""
+    command = [str(ANSIBLE_PLAYBOOK), "-i", inventory, str(REPO / "playbooks" / playbook)]
+    if extra_vars:
+        command += ["-e", json.dumps(extra_vars)]
+    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"}
+    started = time.monotonic()
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=PLAY_TIMEOUT, check=False)
+    return Play(proc.returncode, proc.stdout + proc.stderr, time.monotonic() - started)
+
+
+def current_release(host) -> str:
+    """The release a testinfra host's `current` link points to."""
+    return Path(host.check_output(f"readlink {APP_ROOT}/current")).name
+
+
+def running_release(host, url: str) -> str:
+    """The release the app on the host reports in /health (asked on the host itself)."""
+    fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
+    body = host.check_output(f"python3 -c '{fetch}' {url}")
+    return str(json.loads(body)["release"])
