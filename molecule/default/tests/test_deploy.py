@@ -29,7 +29,8 @@ def inventory(request) -> str:
 
 
 def _roll_under_load(host, inventory: str, playbook: str, extra_vars: dict):
-    with start_steady(f"https://{host_address(host)}", rate=RATE, timeout=TIMEOUT_S) as load:
+    load = start_steady(f"https://{host_address(host)}", rate=RATE, timeout=TIMEOUT_S, max_in_flight=RATE * TIMEOUT_S)
+    with load:
         while load.successes < RATE:  # the load flows before the roll starts
             time.sleep(0.1)
         play = run_playbook(inventory, playbook, extra_vars)

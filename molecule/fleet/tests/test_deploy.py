@@ -36,7 +36,7 @@ def trees(tmp_path_factory) -> dict[str, Path]:
 
 def _roll_under_load(fleet, inventory_file, playbook: str, extra_vars: dict):
     url = f"https://{address(fleet['lb1'])}"
-    with start_steady(url, rate=RATE, timeout=10) as load:
+    with start_steady(url, rate=RATE, timeout=10, max_in_flight=RATE * 10) as load:
         while load.successes < RATE:  # the load flows before the roll starts
             time.sleep(0.1)
         play = run_playbook(inventory_file, playbook, extra_vars)
