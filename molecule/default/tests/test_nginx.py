@@ -376,7 +376,8 @@ def test_no_app_server_reachable_answers_503_with_retry_after(host):
     if apps != [host.backend.host]:
         pytest.skip("needs the app on this load balancer's own host")  # the fleet checks stop remote hosts
     retry_after = str(_var(host, "nginx_upstream_unavailable_retry_after", 2))
-    host.check_output("systemctl stop fastapi-fleet")
+    # The socket too: alone, it would start the service again on nginx's next connection.
+    host.check_output("systemctl stop fastapi-fleet.socket fastapi-fleet.service")
     try:
         for method, body in (("GET", None), ("POST", {"name": f"nginx-{uuid.uuid4().hex[:8]}"})):
             status, headers, payload = _request(
@@ -388,7 +389,7 @@ def test_no_app_server_reachable_answers_503_with_retry_after(host):
             assert json.loads(payload) == {"detail": "Service temporarily unavailable, retry later"}
             _assert_security_headers(headers)
     finally:
-        host.check_output("systemctl start fastapi-fleet")
+        host.check_output("systemctl start fastapi-fleet.socket fastapi-fleet.service")
     deadline = time.monotonic() + 60
     while _request(host, "GET", "/ready")[0] != 200:
         assert time.monotonic() < deadline, "the app did not come back"

@@ -19,6 +19,8 @@ testinfra_hosts = ["lb1"]
 
 APP_LOG = "/var/log/fastapi-fleet/app.log"
 APP_UNIT = "fastapi-fleet.service"
+# Stopped with its socket: alone, the socket would start the service on nginx's next connection.
+APP_UNITS = f"fastapi-fleet.socket {APP_UNIT}"
 RATE = 15  # requests per second in the failover test
 LAB_SECRETS = Path("/var/lib/fastapi-fleet-lab/secrets")
 
@@ -52,9 +54,9 @@ def test_requests_through_lb1_are_answered_by_both_app_hosts(fleet):
 @pytest.fixture
 def app1_stopped(fleet):
     app1 = fleet["app1"]
-    app1.run_expect([0], f"systemctl stop {APP_UNIT}")
+    app1.run_expect([0], f"systemctl stop {APP_UNITS}")
     yield app1
-    app1.run_expect([0], f"systemctl start {APP_UNIT}")
+    app1.run_expect([0], f"systemctl start {APP_UNITS}")
     ready = app1.run(
         "for i in $(seq 60); do curl -fsS -o /dev/null http://127.0.0.1:8000/ready && exit 0; sleep 1; done; exit 1"
     )

@@ -32,6 +32,8 @@ CLIENT_TIMEOUT = 10.0
 FAILURE_CLIENT_TIMEOUT = 45.0
 APP_LOG = "/var/log/fastapi-fleet/app.log"
 APP_UNIT = "fastapi-fleet.service"
+# Stopped with its socket: alone, the socket would start the service on nginx's next connection.
+APP_UNITS = f"fastapi-fleet.socket {APP_UNIT}"
 APP_HOSTS = ("app1", "app2")
 RECYCLES_PER_WORKER = 3
 
@@ -91,12 +93,12 @@ def test_app_service_stopped_mid_run_fails_no_request(fleet, healthy):
     try:
         with start_load(_url(fleet), duration=SECONDS, connections=CONNECTIONS, timeout=FAILURE_CLIENT_TIMEOUT) as load:
             time.sleep(SECONDS / 3)
-            app1.run_expect([0], f"systemctl stop {APP_UNIT}")
+            app1.run_expect([0], f"systemctl stop {APP_UNITS}")
             time.sleep(SECONDS / 3)
-            app1.run_expect([0], f"systemctl start {APP_UNIT}")
+            app1.run_expect([0], f"systemctl start {APP_UNITS}")
         result = load.result()
     finally:
-        app1.run(f"systemctl start {APP_UNIT}")
+        app1.run(f"systemctl start {APP_UNITS}")
         _wait_ready(app1)
     print(f"\napp1 stopped mid-run: {result.line()}")
     assert result.non_2xx == 0, result.line()
