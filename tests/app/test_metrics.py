@@ -7,6 +7,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from fastapi_fleet_app.settings import package_version
+
 pytestmark = pytest.mark.asyncio
 
 ROUTE = "/api/v1/items/{item_id}"
@@ -36,14 +38,15 @@ async def test_counters_move(client: httpx.AsyncClient, sample: Callable[..., fl
     assert delta("app_cache_requests_total", result="hit") == 2
     assert sample(after, "app_http_requests_in_progress") == 1  # this scrape
     assert sample(after, "app_db_pool_size") >= 1
-    assert sample(after, "app_build_info", version="9.9.9-test") == 1
+    assert sample(after, "app_build_info", version=package_version(), release="9.9.9-test") == 1
 
 
 async def test_health(client: httpx.AsyncClient) -> None:
     body = (await client.get("/health")).json()
     assert body["status"] == "ok"
-    assert body["version"] == "9.9.9-test"
+    assert body["version"] == package_version()
+    assert body["release"] == "9.9.9-test"
     assert body["hostname"]
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "checks": {"postgres": "ok", "redis": "ok"}}
+    assert ready.json() == {"status": "ok", "release": "9.9.9-test", "checks": {"postgres": "ok", "redis": "ok"}}

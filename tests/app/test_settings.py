@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fastapi_fleet_app.settings import ConfigError, load_settings
+from fastapi_fleet_app.settings import ConfigError, load_settings, package_version, running_release
 
 SECRET = "hunter2-very-secret"
 DB_URL = f"postgresql://app:{SECRET}@db.example:5432/app"
@@ -45,7 +45,7 @@ def test_defaults_and_secrets(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.log_level == "DEBUG"
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (2, 10)
     assert settings.cache_ttl_seconds == 60
-    assert settings.release  # the installed package version
+    assert settings.release == package_version()  # not run from a release's virtualenv
 
 
 def test_missing_required(clean_env: pytest.MonkeyPatch) -> None:
@@ -91,9 +91,9 @@ def test_missing_env_file(clean_env: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert message == "invalid configuration: APP_ENV_FILE: file not found"
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str], python: str | Path = sys.executable) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "fastapi_fleet_app.cli", *args],
+        [python, "-m", "fastapi_fleet_app.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -117,3 +117,44 @@ def test_check_config_command(clean_env: pytest.MonkeyPatch) -> None:
     assert good.returncode == 0, good.stderr
     assert "configuration OK" in good.stdout
     assert SECRET not in good.stdout + good.stderr
+
+
+def test_release_from_the_release_layout(tmp_path: Path) -> None:
+    venv = tmp_path / "opt" / "releases" / "0.2.0-1a2b3c4d5e6f" / "venv"
+    venv.mkdir(parents=True)
+    (tmp_path / "opt" / "current").symlink_to(venv.parent)
+    assert running_release(str(venv)) == "0.2.0-1a2b3c4d5e6f"
+    # Through `current`, the release it pointed to when the process started.
+    assert running_release(str(tmp_path / "opt" / "current" / "venv")) == "0.2.0-1a2b3c4d5e6f"
+    # Anything else: the package version.
+    assert running_release(str(tmp_path / "opt" / "releases")) == package_version()
+    assert running_release(str(tmp_path / "venv")) == package_version()
+
+
+def _release_venv(root: Path, release: str) -> Path:
+    """A virtualenv at <root>/releases/<release>/venv that imports this test's packages."""
+    venv = root / "releases" / release / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    (site / "outer.pth").write_text("".join(f"{entry}\n" for entry in sys.path if entry))
+    return venv
+
+
+def test_the_release_a_virtualenv_runs(tmp_path: Path) -> None:
+    """The app role's layout: each release's Python reports its own release, also through `current`."""
+    old, new = _release_venv(tmp_path, "0.2.0-aaaaaaaaaaaa"), _release_venv(tmp_path, "0.2.0-bbbbbbbbbbbb")
+    current = tmp_path / "current"
+    current.symlink_to(new.parent)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env = {**base, "APP_DATABASE_URL": DB_URL, "APP_REDIS_URL": REDIS_URL}
+    for python, release in [
+        (old / "bin" / "python", "0.2.0-aaaaaaaaaaaa"),
+        (new / "bin" / "python", "0.2.0-bbbbbbbbbbbb"),
+        (current / "venv" / "bin" / "python", "0.2.0-bbbbbbbbbbbb"),
+    ]:
+        result = _cli("check-config", env=env, python=python)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"fastapi-fleet-app: configuration OK (release {release})"
+    # An explicit APP_RELEASE still wins.
+    result = _cli("check-config", env={**env, "APP_RELEASE": "pinned"}, python=old / "bin" / "python")
+    assert result.stdout.strip() == "fastapi-fleet-app: configuration OK (release pinned)"

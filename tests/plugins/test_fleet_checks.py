@@ -34,7 +34,7 @@ GOOD = [
     ("forwarded_ips", ["*", "10.0.1.10,10.0.1.11", "10.0.0.0/24"]),
     ("systemd_timespan", ["15min", "2week", "1h 30min"]),
     ("ssh_public_key", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0x me@laptop"]),
-    ("release", ["0.1.0", "2024.06.01+build.3"]),
+    ("release", ["0.1.0", "2024.06.01+build.3", "0.2.0-1a2b3c4d5e6f"]),
 ]
 
 BAD = [

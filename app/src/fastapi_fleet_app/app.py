@@ -19,7 +19,7 @@ from fastapi_fleet_app.logs import configure_logging
 from fastapi_fleet_app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from fastapi_fleet_app.resources import Resources
 from fastapi_fleet_app.responses import OrjsonResponse
-from fastapi_fleet_app.settings import Settings
+from fastapi_fleet_app.settings import Settings, package_version
 
 log = logging.getLogger(__name__)
 POOL_METRICS_INTERVAL = 5.0
@@ -37,7 +37,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.open(wait=False)
     cache = ItemCache(create_redis(settings), settings.cache_ttl_seconds, settings.cache_retry_seconds)
     app.state.resources = Resources(settings=settings, pool=pool, cache=cache)
-    metrics.BUILD_INFO.labels(settings.release).set(1)
+    metrics.BUILD_INFO.labels(package_version(), settings.release).set(1)
     observer = asyncio.create_task(metrics.observe_pool_forever(pool, POOL_METRICS_INTERVAL))
     log.info("started", extra={"release": settings.release})
     try:

@@ -14,17 +14,20 @@ from starlette.concurrency import run_in_threadpool
 from fastapi_fleet_app import db, metrics
 from fastapi_fleet_app.resources import Deps
 from fastapi_fleet_app.responses import OrjsonResponse
+from fastapi_fleet_app.settings import package_version
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 _HOSTNAME = socket.gethostname()
+_VERSION = package_version()
 
 
 @router.get("/health")
 async def health(deps: Deps) -> Response:
-    """Liveness: the process serves requests; no dependency is contacted."""
-    release = deps.settings.release
-    return OrjsonResponse({"status": "ok", "version": release, "hostname": _HOSTNAME})
+    """Liveness: the process serves requests; no dependency is contacted. Names the running release."""
+    return OrjsonResponse(
+        {"status": "ok", "version": _VERSION, "release": deps.settings.release, "hostname": _HOSTNAME}
+    )
 
 
 async def _check(name: str, probe: Awaitable[None], seconds: float) -> str:
@@ -39,7 +42,7 @@ async def _check(name: str, probe: Awaitable[None], seconds: float) -> str:
 
 @router.get("/ready")
 async def ready(deps: Deps) -> Response:
-    """Readiness: 200 when PostgreSQL and Redis both answer in time, else 503."""
+    """Readiness: 200 when PostgreSQL and Redis both answer in time, else 503; names the running release."""
     seconds = deps.settings.ready_timeout_seconds
     postgres, redis = await asyncio.gather(
         _check("postgres", db.ping(deps.pool, seconds), seconds),
@@ -47,7 +50,11 @@ async def ready(deps: Deps) -> Response:
     )
     ok = postgres == "ok" and redis == "ok"
     return OrjsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": {"postgres": postgres, "redis": redis}},
+        {
+            "status": "ok" if ok else "unavailable",
+            "release": deps.settings.release,
+            "checks": {"postgres": postgres, "redis": redis},
+        },
         status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE,
     )
 

@@ -39,7 +39,9 @@ DB_POOL_WAITING = Gauge(
 DB_ERRORS = Counter("app_db_errors", "Requests failed because PostgreSQL was unavailable.")
 CACHE_REQUESTS = Counter("app_cache_requests", "Item cache lookups.", ["result"])
 DEGRADED = Counter("app_degraded", "Cache operations skipped because a dependency failed.", ["dependency"])
-BUILD_INFO = Gauge("app_build_info", "Running release.", ["version"], multiprocess_mode="livemax")
+BUILD_INFO = Gauge(
+    "app_build_info", "Running package version and release.", ["version", "release"], multiprocess_mode="livemax"
+)
 
 
 def observe_pool(pool: AsyncConnectionPool[Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
@@ -26,6 +27,20 @@ def package_version() -> str:
         return version("fastapi-fleet-app")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def running_release(prefix: str | None = None) -> str:
+    """The release this interpreter runs: ``<release>`` of ``<root>/releases/<release>/venv``.
+
+    The app role installs each release into its own virtualenv, whose scripts (Gunicorn,
+    the CLI) start that venv's Python by its real path, so ``sys.prefix`` names the release
+    whose code is imported, whatever ``current`` points to meanwhile. Outside that layout,
+    the installed package version.
+    """
+    venv = Path(sys.prefix if prefix is None else prefix).resolve()
+    if venv.name == "venv" and venv.parent.parent.name == "releases" and venv.parent.name:
+        return venv.parent.name
+    return package_version()
 
 
 def _check_scheme(value: SecretStr, schemes: tuple[str, ...]) -> SecretStr:
@@ -54,7 +69,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=65_536, ge=0)
     log_level: LogLevel = "INFO"
     log_file: str = "-"
-    release: str = Field(default_factory=package_version, min_length=1, max_length=64)
+    release: str = Field(default_factory=running_release, min_length=1, max_length=64)
     forwarded_allow_ips: str = "127.0.0.1"
 
     @field_validator("database_url")

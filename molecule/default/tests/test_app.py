@@ -1,12 +1,15 @@
 """The app role, proved on every app host: service, release layout, sandbox, restart, logs, schema."""
 
+import importlib.util
 import json
+import os
 import re
 import shlex
 import time
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import forwarded, host_address, inventory_vars
@@ -21,6 +24,7 @@ LOGROTATE = f"/etc/logrotate.d/{APP}"
 PORT = 8000
 MAX_EXPOSURE = 3.0
 MAX_RECOVERY_SECONDS = 20
+REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resolve().parents[3])
 
 
 def _get(host, path: str, headers: dict | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
@@ -42,6 +46,20 @@ def _env(host) -> dict[str, str]:
             key, value = line.split("=", 1)
             values[key] = value.strip("'")
     return values
+
+
+def _current_release(host) -> str:
+    return host.file(f"{ROOT}/current").linked_to.rsplit("/", 1)[-1]
+
+
+def _expected_release() -> str:
+    """The role's default release name for the control node's app/: its version and source digest."""
+    plugin = REPO / "plugins" / "lookup" / "fleet_source_digest.py"
+    spec = importlib.util.spec_from_file_location("fleet_source_digest", plugin)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    version = re.search(r'(?m)^version\s*=\s*"([^"]+)"', (REPO / "app" / "pyproject.toml").read_text()).group(1)
+    return f"{version}-{module.source_digest(REPO / 'app')}"
 
 
 def _main_pid(host) -> int:
@@ -103,7 +121,9 @@ def test_listens_on_fleet_address_and_loopback(host):
 
 
 def test_current_points_at_the_complete_release(host):
-    release = _env(host)["APP_RELEASE"]
+    release = _current_release(host)
+    # Named by content: the version and the digest of the source the wheel was built from.
+    assert release == _expected_release()
     current = host.file(f"{ROOT}/current")
     assert current.is_symlink
     assert current.linked_to == f"{ROOT}/releases/{release}"
@@ -113,9 +133,14 @@ def test_current_points_at_the_complete_release(host):
     # The release's code is root's: the service cannot change it.
     assert host.file(f"{ROOT}/releases/{release}/venv").user == "root"
     assert host.run(f"runuser -u {USER} -- test -w {ROOT}/releases/{release}/venv").rc != 0
+    # The running release, as the app itself knows it.
     status, body = _get(host, "/health")
     assert status == 200
-    assert json.loads(body)["version"] == release
+    assert json.loads(body)["release"] == release
+    assert release.startswith(json.loads(body)["version"] + "-")
+    status, body = _get(host, "/ready")
+    assert status == 200, body
+    assert json.loads(body)["release"] == release
 
 
 def test_env_file_is_private_to_the_app_group(host):
@@ -127,6 +152,8 @@ def test_env_file_is_private_to_the_app_group(host):
     assert values["APP_DATABASE_URL"].startswith("postgresql://")
     assert values["APP_REDIS_URL"].startswith("redis://")
     assert values["APP_BIND"].split(",")[0] == f"{host_address(host)}:{PORT}"
+    # Outside the release and the same for every release: the app knows its release itself.
+    assert "APP_RELEASE" not in values
     assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0
 
 
@@ -258,7 +285,7 @@ def _head_revision(host, versions_dir: str) -> str:
 
 @pytest.mark.parametrize("query", ["select version_num from alembic_version", "select count(*) >= 0 from items"])
 def test_migrations_applied(host, query):
-    release = _env(host)["APP_RELEASE"]
+    release = _current_release(host)
     versions_dir = host.check_output(
         f"ls -d {ROOT}/releases/{release}/venv/lib/python3*/site-packages/fastapi_fleet_app/migrations/versions"
     )

@@ -111,7 +111,7 @@ class LoadBalancer:
         body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
         health = self.check(
             "health", response.status_code == 200 and body.get("status") == "ok",
-            f"{response.status_code} {body.get('status', response.text[:60])} version {body.get('version', '?')}",
+            f"{response.status_code} {body.get('status', response.text[:60])} release {body.get('release', '?')}",
         )  # fmt: skip
         missing = [h for h in SECURITY_HEADERS if h not in response.headers]
         request_id = response.headers.get("x-request-id", "")
