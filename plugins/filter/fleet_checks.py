@@ -170,6 +170,18 @@ def _share(value: Any) -> bool:  # noqa: ANN401 - any template value
     return 0 < number <= 1
 
 
+def _seconds_range(low: float, high: float) -> Check:
+    def check(value: Any) -> bool:  # noqa: ANN401 - any template value
+        value = _plain(value)
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return False
+        if isinstance(value, str) and not re.fullmatch(r"\d+(?:\.\d+)?", value):
+            return False
+        return low <= float(value) <= high
+
+    return check
+
+
 def _forwarded_ips(value: Any) -> bool:  # noqa: ANN401 - any template value
     if not isinstance(value, str):
         return False
@@ -206,6 +218,7 @@ FORMS: dict[str, tuple[Check, str]] = {
     "nofile": (_int_range(1024, 1048576), "an integer from 1024 to 1048576"),
     "pg_version": (_int_range(13, 99), "a PostgreSQL major version (13 or later) that Debian packages"),
     "pg_max_connections": (_int_range(0, 262143), "0 (derived from the app hosts) or a count up to 262143"),
+    "probe_interval": (_seconds_range(0.05, 10), "a number of seconds from 0.05 to 10, e.g. 0.25"),
     "share": (_share, "a fraction of the host's RAM above 0 and at most 1, e.g. 0.25"),
     "ip": (is_ip, "an IPv4 or IPv6 address"),
     "cidr": (is_cidr, "a network in CIDR form without host bits, e.g. 10.0.0.0/24"),

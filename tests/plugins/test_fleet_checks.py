@@ -30,6 +30,7 @@ GOOD = [
     ("redis_acl", ["~* &* +@all -@dangerous -@admin", "resetkeys ~cache:* +get +set"]),
     ("redis_user", ["fleet", "app.cache-1"]),
     ("share", [0.25, "0.5", 1]),
+    ("probe_interval", [0.25, "0.5", 1, 10]),
     ("env_value", ["plain value", 42, "a,b;c=d"]),
     ("forwarded_ips", ["*", "10.0.1.10,10.0.1.11", "10.0.0.0/24"]),
     ("systemd_timespan", ["15min", "2week", "1h 30min"]),
@@ -39,6 +40,7 @@ GOOD = [
 
 BAD = [
     ("bool", ["false", "yes", 0, None]),
+    ("probe_interval", [0, 0.01, 11, "0.25\n", "0.25s", True, None]),
     ("port", [0, 65536, "http", -1, True]),
     ("nginx_rate", ["20r/h", "0r/s", "20r/s; return 200", "fast"]),
     ("nginx_size", ["1 m", "10mb", "1m;"]),
