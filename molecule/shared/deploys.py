@@ -1,9 +1,10 @@
 """Releases and rolls for the deploy verifiers of both scenarios (issue 8's proof).
 
-A release is a copy of app/ with one real change: N+1 changes the code (its release name,
-which /health reports, follows the content), N+2 also answers 503 on /ready, so it can
-never pass a health gate. Playbooks run as a user runs them, against the scenario's
-inventory, and their output is kept for the failure messages.
+A release is a copy of app/ with one real change: N+1's /health answers a `build` field
+that N's code does not have (and its release name, which /health reports too, follows the
+content), N+2 also answers 503 on /ready, so it can never pass a health gate. Playbooks
+run as a user runs them, against the scenario's inventory, and their output is kept for the
+failure messages.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 APP_ROOT = "/opt/fastapi-fleet"
 PLAY_TIMEOUT = 1800
-READY = "src/fastapi_fleet_app/health.py"
+HEALTH = "src/fastapi_fleet_app/health.py"
 READY_CHECK = '    ok = postgres == "ok" and redis == "ok"\n'
+HEALTH_BODY = '"hostname": _HOSTNAME}'
 
 
 def make_release(base: Path, name: str, *, broken: bool = False) -> Path:
@@ -33,14 +35,15 @@ def make_release(base: Path, name: str, *, broken: bool = False) -> Path:
         tree,
         ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__", ".pytest_cache", ".venv"),
     )
-    init = tree / "src/fastapi_fleet_app/__init__.py"
-    init.write_text(init.read_text() + f"\n# Release {name} of the deploy verifier.\n")
+    health = tree / HEALTH
+    source = health.read_text()
+    for needle in (HEALTH_BODY, READY_CHECK):
+        if needle not in source:
+            raise AssertionError(f"{HEALTH} changed: {needle.strip()!r} is gone, the verifier cannot change it")
+    source = source.replace(HEALTH_BODY, f'"hostname": _HOSTNAME, "build": "{name}"}}')
     if broken:
-        ready = tree / READY
-        source = ready.read_text()
-        if READY_CHECK not in source:
-            raise AssertionError(f"{READY} changed: the broken release cannot make /ready fail")
-        ready.write_text(source.replace(READY_CHECK, "    ok = False  # a release that can never be ready\n"))
+        source = source.replace(READY_CHECK, "    ok = False  # a release that can never be ready\n")
+    health.write_text(source)
     return tree
 
 
@@ -72,8 +75,17 @@ def current_release(host) -> str:
     return Path(host.check_output(f"readlink {APP_ROOT}/current")).name
 
 
-def running_release(host, url: str) -> str:
-    """The release the app on the host reports in /health (asked on the host itself)."""
+def health(host, url: str) -> dict:
+    """The app's /health answer, asked on the host itself."""
     fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"
-    body = host.check_output(f"python3 -c '{fetch}' {url}")
-    return str(json.loads(body)["release"])
+    return json.loads(host.check_output(f"python3 -c '{fetch}' {url}"))
+
+
+def running_release(host, url: str) -> str:
+    """The release the app on the host reports in /health."""
+    return str(health(host, url)["release"])
+
+
+def running_build(host, url: str) -> str | None:
+    """The `build` field a verifier release's code adds to /health (None: the converged code)."""
+    return health(host, url).get("build")

@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import host_address
-from deploys import current_release, make_release, run_playbook, running_release
+from deploys import current_release, make_release, run_playbook, running_build, running_release
 
 from fleet.load import start_steady
 
@@ -48,6 +48,8 @@ def test_deploy_and_rollback_on_one_host_fail_no_request(host, inventory, tmp_pa
     result = _roll_under_load(host, inventory, "deploy.yml", {"app_source_dir": str(make_release(tmp_path, "n1"))})
     n1 = current_release(host)
     assert n1 != n and running_release(host, health) == n1
+    assert running_build(host, health) == "n1"  # N+1's code answers
     assert set(result.collected) == {n, n1}, result.collected
     _roll_under_load(host, inventory, "rollback.yml", {"fleet_rollback_release": n})
     assert current_release(host) == n and running_release(host, health) == n
+    assert running_build(host, health) is None  # N's code again

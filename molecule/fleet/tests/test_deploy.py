@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import address
-from deploys import APP_ROOT, current_release, make_release, run_playbook, running_release
+from deploys import APP_ROOT, current_release, make_release, run_playbook, running_build, running_release
 
 from fleet.load import start_steady
 
@@ -50,9 +50,11 @@ def _assert_no_failed_request(result) -> None:
     assert result.max_gap_s <= MAX_GAP_S, result.line()
 
 
-def _on(fleet, name: str) -> tuple[str, str]:
+def _on(fleet, name: str) -> tuple[str, str, str | None]:
+    """The host's current release, the release it reports and the build its code adds (N: none)."""
     host = fleet[name]
-    return current_release(host), running_release(host, f"http://{address(host)}:8000/health")
+    health = f"http://{address(host)}:8000/health"
+    return current_release(host), running_release(host, health), running_build(host, health)
 
 
 def test_deploy_rolls_a_new_release_without_a_failed_request(fleet, inventory_file, trees, state):
@@ -62,7 +64,7 @@ def test_deploy_rolls_a_new_release_without_a_failed_request(fleet, inventory_fi
     _assert_no_failed_request(result)
     n1 = current_release(fleet["app1"])
     assert n1 != state["n"]
-    assert {_on(fleet, name) for name in APP_HOSTS} == {(n1, n1)}
+    assert {_on(fleet, name) for name in APP_HOSTS} == {(n1, n1, "n1")}
     # Both releases answered during the roll, as the load balancer moved traffic over.
     assert {state["n"], n1} <= set(result.collected), result.collected
     state["n1"] = n1
@@ -75,7 +77,7 @@ def test_a_release_that_fails_the_gate_stops_on_the_first_host(fleet, inventory_
     assert play.returncode != 0, play.tail()
     assert "failed on app1" in play.output and "back on" in play.output, play.tail()
     _assert_no_failed_request(result)
-    assert {_on(fleet, name) for name in APP_HOSTS} == {(state["n1"], state["n1"])}
+    assert {_on(fleet, name) for name in APP_HOSTS} == {(state["n1"], state["n1"], "n1")}
     # app2 never switched: its previous release is still N, and N+2 never answered.
     assert Path(fleet["app2"].check_output(f"readlink {APP_ROOT}/previous")).name == state["n"]
     assert set(result.collected) == {state["n1"]}, result.collected
@@ -87,6 +89,6 @@ def test_rollback_goes_back_to_a_named_release_without_a_failed_request(fleet, i
     play, result = _roll_under_load(fleet, inventory_file, "rollback.yml", {"fleet_rollback_release": state["n"]})
     assert play.returncode == 0, play.tail()
     _assert_no_failed_request(result)
-    assert {_on(fleet, name) for name in APP_HOSTS} == {(state["n"], state["n"])}
+    assert {_on(fleet, name) for name in APP_HOSTS} == {(state["n"], state["n"], None)}
     for name in APP_HOSTS:
         assert "down;" not in fleet["lb1"].check_output("cat /etc/nginx/sites-available/fastapi-fleet.conf"), name
