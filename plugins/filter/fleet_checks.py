@@ -270,6 +270,10 @@ FORMS: dict[str, tuple[Check, str]] = {
         _regex(r"https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~/%@+=:,-]*)?(?:\?[A-Za-z0-9._~=&%/:-]*)?"),
         "an http:// or https:// URL without spaces or quotes",
     ),
+    "pg_timestamp": (
+        _regex(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:[+-]\d\d(?::?\d\d)?|Z)?)?"),
+        "empty (latest) or a timestamp like '2026-12-02 15:40:00+00'",
+    ),
     "prometheus_duration": (_regex(r"(?:\d+(?:ms|s|m|h|d|w|y))+"), "a Prometheus duration, e.g. 30s, 5m, 1h30m, 15d"),
     "prometheus_size": (_regex(r"0|\d+(?:B|KB|MB|GB|TB|PB)"), "0 (no cap) or a size like 512MB or 20GB"),
     "prometheus_durations": (
