@@ -23,7 +23,7 @@ testinfra_hosts = ["lb1"]
 APP_UNITS = "fastapi-fleet.socket fastapi-fleet.service"
 WEBHOOK = ("10.231.0.1", 9095)
 # What the scenario sets (inventory/group_vars/all/scenario.yml).
-SCRAPE_INTERVAL = 5
+SCRAPE_INTERVAL = 10
 TARGET_DOWN_FOR = 10
 # Every job and the hosts it scrapes, from the scenario's groups.
 EXPECTED_TARGETS = {
