@@ -25,6 +25,8 @@ WEBHOOK = ("10.231.0.1", 9095)
 # What the scenario sets (inventory/group_vars/all/scenario.yml).
 SCRAPE_INTERVAL = 10
 TARGET_DOWN_FOR = 10
+# The verifier sees Alertmanager through SSH polls (about a second each on a loaded CI machine).
+OBSERVATION_SLACK = 5
 # Every job and the hosts it scrapes, from the scenario's groups.
 EXPECTED_TARGETS = {
     "node": set(MACHINES),
@@ -195,7 +197,10 @@ def test_app_down_fires_in_alertmanager_and_resolves_and_the_webhook_hears_both(
         f"{(notified or 0) - stopped:.1f} s; resolved {resolved_after:.1f} s after the restart, webhook resolved "
         f"{(resolved_notice or 0) - restarted:.1f} s"
     )
-    assert fired_after <= bound, f"fired after {fired_after:.1f} s, more than for: + two scrape intervals ({bound} s)"
+    assert fired_after <= bound + OBSERVATION_SLACK, (
+        f"fired after {fired_after:.1f} s: more than for: + two scrape intervals ({bound} s)"
+        f" + {OBSERVATION_SLACK} s of polling"
+    )
     assert notified, "the webhook receiver got no firing notification"
     assert resolved, "TargetDown for app1 did not resolve after the restart"
     assert resolved_notice, "the webhook receiver got no resolved notification"
