@@ -15,6 +15,7 @@ packages=(
     apt-cacher-ng                                     # the lab machines' shared package cache
     nftables                                          # nft -c on rendered rulesets; the host's ruleset checked unchanged
     postgresql redis-server wrk                       # app tests and benchmarks (servers started by the tests)
+    prometheus prometheus-alertmanager                # promtool and amtool: alert rules unit-tested, configs checked
 )
 missing=()
 for pkg in "${packages[@]}"; do

@@ -275,6 +275,31 @@ FORMS: dict[str, tuple[Check, str]] = {
         ),
         "one OpenSSH public key per element: type, base64 key, optional comment, one line",
     ),
+    "cli_flag": (
+        _regex(r"--[A-Za-z0-9][A-Za-z0-9._-]*(?:=[^\s'\"\\]*)?"),
+        "one command-line flag per element: --name or --name=value, no spaces, quotes or backslashes",
+    ),
+    "http_url": (
+        _regex(r"https?://[A-Za-z0-9.:\[\]-]+(?:/[A-Za-z0-9._~/%@+=:,-]*)?(?:\?[A-Za-z0-9._~=&%/:-]*)?"),
+        "an http:// or https:// URL without spaces or quotes",
+    ),
+    "pg_timestamp": (
+        _regex(r"(?:\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d(?:\.\d{1,6})?)?(?:[+-]\d\d(?::?\d\d)?|Z)?)?"),
+        "empty (latest) or a timestamp like '2026-12-02 15:40:00+00'",
+    ),
+    "prometheus_duration": (_regex(r"(?:\d+(?:ms|s|m|h|d|w|y))+"), "a Prometheus duration, e.g. 30s, 5m, 1h30m, 15d"),
+    "prometheus_size": (_regex(r"0|\d+(?:B|KB|MB|GB|TB|PB)"), "0 (no cap) or a size like 512MB or 20GB"),
+    "prometheus_durations": (
+        _regex(r"(?:\d+(?:ms|s|m|h|d|w|y))+"),
+        "alert names mapped to Prometheus durations, e.g. {TargetDown: 2m}",
+    ),
+    "alert_thresholds": (
+        lambda value: isinstance(value, int | float) and not isinstance(value, bool) and value >= 0,
+        "threshold names mapped to numbers of at least 0",
+    ),
+    "prometheus_labels": (_regex(r"[A-Za-z0-9_.:/@-]+"), "label names mapped to values of letters, digits and _.:/@-"),
+    "email": (_regex(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}"), "an e-mail address, e.g. ops@example.com"),
+    "host_port": (_regex(r"[A-Za-z0-9.-]+:\d{1,5}|\[[0-9A-Fa-f:]+\]:\d{1,5}"), "host:port, e.g. smtp.example.com:587"),
     "word": (_regex(r"[A-Za-z0-9_.-]+"), "letters, digits and ._- only"),
     "python_package": (_regex(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"), "a Python distribution name"),
     "python_module": (_regex(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"), "a dotted Python module name"),
@@ -293,6 +318,9 @@ MAPPING_KEYS: dict[str, tuple[str, str]] = {
     "env": (r"[A-Za-z_][A-Za-z0-9_]*", "env_value"),
     "sysctl": (r"[a-z0-9_]+(?:\.[A-Za-z0-9_-]+)+", "sysctl_value"),
     "pg_settings": (r"[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?", "pg_setting_value"),
+    "prometheus_durations": (r"[A-Z][A-Za-z0-9]*", "prometheus_duration"),
+    "alert_thresholds": (r"[a-z][a-z0-9_]*", "alert_thresholds"),
+    "prometheus_labels": (r"[a-zA-Z_][a-zA-Z0-9_]*", "prometheus_labels"),
 }
 
 
@@ -392,6 +420,18 @@ def secret_problems(host: str, secrets: Mapping[str, Any], lab: bool) -> list[st
     return problems
 
 
+_PROMETHEUS_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(value: Any) -> float:  # noqa: ANN401 - any template value
+    """A Prometheus duration (``1h30m``, ``500ms``) in seconds; an error when it is not one."""
+    text = str(value)
+    parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise AnsibleFilterError(f"fleet_duration_seconds: {text!r} is not a Prometheus duration")
+    return sum(int(number) * _PROMETHEUS_UNITS[unit] for number, unit in parts)
+
+
 class FilterModule:
     """Preflight filters: value forms and refusal messages."""
 
@@ -402,4 +442,5 @@ class FilterModule:
             "fleet_message": message,
             "fleet_accepted": accepted,
             "fleet_size_bytes": size_bytes,
+            "fleet_duration_seconds": duration_seconds,
         }

@@ -17,7 +17,7 @@ def test_lab_is_the_default_inventory():
     (host,) = load_hosts(InventorySource(), "all")
     assert host.name == "fleet1"
     assert host.address == host.private_address == "10.231.0.11"
-    assert set(host.groups) == TIERS
+    assert set(host.groups) == TIERS | {"monitoring"}
     assert host.user == "root" and not host.become
     assert host.key_file == "/var/lib/fastapi-fleet-lab/ssh/id_ed25519"
     assert host.known_hosts_files == ["/var/lib/fastapi-fleet-lab/ssh/known_hosts"]
@@ -25,7 +25,8 @@ def test_lab_is_the_default_inventory():
 
 def test_production_inventory_through_its_vault(vault_file):
     hosts = {h.name: h for h in production(vault_file)}
-    assert len(hosts) == 7
+    assert len(hosts) == 8
+    assert hosts["mon1.example.internal"].groups == ("monitoring",)
     lb1 = hosts["lb1.example.internal"]
     assert lb1.groups == ("loadbalancers",)
     assert (lb1.address, lb1.private_address) == ("203.0.113.10", "10.0.1.10")

@@ -7,47 +7,16 @@ address fails here.
 """
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-from fleet.docs.cli import REPO
 
 BIN = Path(sys.executable).parent
 LB_PRIVATE = ["10.0.1.10", "10.0.1.11"]
 APP = ["10.0.2.21", "10.0.2.22", "10.0.2.23"]
 DB = "10.0.3.31"
 CACHE = "10.0.3.41"
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("render")
-    vault_pass = out / "vault-pass"
-    vault_pass.write_text("fastapi-fleet-example")
-    proc = subprocess.run(
-        [
-            BIN / "ansible-playbook",
-            "tests/inventories/render.yml",
-            "-i",
-            "inventories/production",
-            "--vault-password-file",
-            str(vault_pass),
-            "-c",
-            "local",
-            "-e",
-            f"render_dir={out} ansible_become=false ansible_python_interpreter={sys.executable}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"ANSIBLE_FORCE_COLOR": "0", "PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(out)},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out
 
 
 def test_every_load_balancer_proxies_to_exactly_the_app_hosts(rendered):

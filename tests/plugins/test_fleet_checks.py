@@ -36,6 +36,13 @@ GOOD = [
     ("systemd_timespan", ["15min", "2week", "1h 30min"]),
     ("ssh_public_key", ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB0x me@laptop"]),
     ("release", ["0.1.0", "2024.06.01+build.3", "0.2.0-1a2b3c4d5e6f"]),
+    ("prometheus_duration", ["30s", "5m", "1h30m", "15d", "500ms"]),
+    ("prometheus_size", ["0", "512MB", "20GB"]),
+    ("prometheus_durations", [{"TargetDown": "2m"}]),
+    ("alert_thresholds", [{"app_5xx_ratio": 0.05, "tls_expiry_days": 14}]),
+    ("cli_flag", ["--collector.systemd", "--web.listen-address=10.0.0.1:9100"]),
+    ("http_url", ["http://10.231.0.1:9095/alerts", "https://alerts.example.internal/hook?x=1"]),
+    ("pg_timestamp", ["", "2026-12-02 15:40:00+00", "2026-12-02T15:40:00.123456Z"]),
 ]
 
 BAD = [
@@ -59,6 +66,13 @@ BAD = [
     ("forwarded_ips", ["10.0.0.1\nAPP_X=1", "10.0.0.1, host"]),
     ("ssh_public_key", ["ssh-ed25519 AAAA key\nssh-rsa AAAA other", "not a key"]),
     ("release", ["../etc", "x" * 65, ""]),
+    ("prometheus_duration", ["30", "5 m", "1.5h", "2m;"]),
+    ("prometheus_size", ["20G", "lots"]),
+    ("prometheus_durations", [{"TargetDown": "soon"}, {"bad name": "2m"}]),
+    ("alert_thresholds", [{"app_5xx_ratio": "high"}, {"x": -1}, {"x": True}]),
+    ("cli_flag", ["--a b", "-v", "--x='1'", "--x=\\"]),
+    ("http_url", ["ftp://x", "http://x/ y", "http://x/'"]),
+    ("pg_timestamp", ["yesterday", "2026-12-02'; DROP TABLE x"]),
 ]
 
 
@@ -156,3 +170,10 @@ def test_sizes_in_bytes():
     assert fleet_checks.size_bytes("512K") == 512 * 1024
     assert fleet_checks.size_bytes("4096") == 4096
     assert fleet_checks.size_bytes("ten") is None
+
+
+def test_prometheus_durations_in_seconds():
+    assert fleet_checks.duration_seconds("1h30m") == 5400
+    assert fleet_checks.duration_seconds("500ms") == 0.5
+    with pytest.raises(AnsibleFilterError):
+        fleet_checks.duration_seconds("5 minutes")

@@ -83,6 +83,7 @@ def test_every_host_has_a_ruleset(rulesets):
         "app3.example.internal",
         "db1.example.internal",
         "cache1.example.internal",
+        "mon1.example.internal",
     }
 
 
@@ -96,29 +97,29 @@ def test_ansible_first_then_admin_networks(rulesets):
         assert "type filter hook input priority filter; policy drop;" in ruleset
 
 
+def _metrics(ports: str) -> list[str]:
+    """The metrics ports, open to the monitoring group's host and to the monitoring network."""
+    return [
+        f"ip saddr {{ 10.0.9.10 }} tcp dport {{ {ports} }} accept",
+        f"ip saddr 10.0.9.0/24 tcp dport {{ {ports} }} accept",
+    ]
+
+
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
-        ("lb1.example.internal", ["tcp dport { 80, 443 } accept", "ip saddr 10.0.9.0/24 tcp dport { 9100 } accept"]),
-        ("lb2.example.internal", ["tcp dport { 80, 443 } accept", "ip saddr 10.0.9.0/24 tcp dport { 9100 } accept"]),
+        ("lb1.example.internal", ["tcp dport { 80, 443 } accept", *_metrics("9100, 9113")]),
+        ("lb2.example.internal", ["tcp dport { 80, 443 } accept", *_metrics("9100, 9113")]),
         *[
             (
                 f"app{i}.example.internal",
-                [
-                    f"ip saddr {LOAD_BALANCERS} tcp dport {{ 8000 }} accept",
-                    "ip saddr 10.0.9.0/24 tcp dport { 8000, 9100 } accept",
-                ],
+                [f"ip saddr {LOAD_BALANCERS} tcp dport {{ 8000 }} accept", *_metrics("8000, 9100")],
             )
             for i in (1, 2, 3)
         ],
-        (
-            "db1.example.internal",
-            [f"ip saddr {APP_HOSTS} tcp dport {{ 5432 }} accept", "ip saddr 10.0.9.0/24 tcp dport { 9100 } accept"],
-        ),
-        (
-            "cache1.example.internal",
-            [f"ip saddr {APP_HOSTS} tcp dport {{ 6379 }} accept", "ip saddr 10.0.9.0/24 tcp dport { 9100 } accept"],
-        ),
+        ("db1.example.internal", [f"ip saddr {APP_HOSTS} tcp dport {{ 5432 }} accept", *_metrics("9100, 9187")]),
+        ("cache1.example.internal", [f"ip saddr {APP_HOSTS} tcp dport {{ 6379 }} accept", *_metrics("9100, 9121")]),
+        ("mon1.example.internal", _metrics("9090, 9093, 9100")),
     ],
 )
 def test_tier_ports_open_to_their_source_groups_only(rulesets, host, expected):

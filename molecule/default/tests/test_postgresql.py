@@ -150,7 +150,9 @@ def test_pg_hba_has_no_trust_and_only_scram_or_postgres_peer(host, pg):
     for rule in rules:
         kind, database, user, method = rule.split("|")
         if method == "peer":
-            assert (kind, user) == ("local", "postgres"), rule
+            # The superuser, and the Prometheus exporter's role (pg_monitor) to the postgres database only.
+            assert (kind, user) in (("local", "postgres"), ("local", "prometheus")), rule
+            assert user == "postgres" or database == "postgres", rule
         else:
             assert method == "scram-sha-256", rule
             assert (database, user) == (pg["db"], pg["user"]), rule

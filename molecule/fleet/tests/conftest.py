@@ -16,7 +16,7 @@ import testinfra
 # molecule/shared: what the deploy verifiers of both scenarios share.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 
-MACHINES = ("lb1", "app1", "app2", "db1", "cache1")
+MACHINES = ("lb1", "app1", "app2", "db1", "cache1", "mon1")
 CONTROL = "control"
 
 

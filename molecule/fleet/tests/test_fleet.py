@@ -105,12 +105,13 @@ def test_data_tiers_accept_only_the_app_hosts(fleet):
         assert is_open == (source in allowed), f"{source} -> {target}:{port} open={is_open}"
 
 
-def test_app_port_answers_only_the_load_balancer(fleet):
+def test_app_port_answers_only_the_load_balancer_and_the_monitoring_host(fleet):
+    # mon1 scrapes the app's /metrics and probes /ready on the app port.
     sources = (*MACHINES, CONTROL)
     probes = [(source, target, 8000) for target in ("app1", "app2") for source in sources if source != target]
     results = tcp_matrix(fleet, probes)
     for (source, target, port), is_open in results.items():
-        assert is_open == (source == "lb1"), f"{source} -> {target}:{port} open={is_open}"
+        assert is_open == (source in ("lb1", "mon1")), f"{source} -> {target}:{port} open={is_open}"
 
 
 def test_ssh_only_from_the_admin_network(fleet):
