@@ -277,6 +277,10 @@ FORMS: dict[str, tuple[Check, str]] = {
         _regex(r"[\x20-\x5b\x5d-\x7e\n]{0,2000}"),
         "printable ASCII text of at most 2000 characters, newlines allowed, no backslash (consoles expand \\ escapes)",
     ),
+    "pem_certificate": (
+        _regex(r"(?:\s*-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\s*)*"),
+        "empty, or PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
+    ),
     "umask": (_regex(r"0?[0-7]{3}"), "an octal umask such as 027 or 0077"),
     "login_defs_value": (_regex(r"[A-Za-z0-9_./-]+"), "letters, digits and _./- only"),
     "login_defs": (_single_line, "login.defs settings: uppercase names, values of letters, digits and _./-"),
