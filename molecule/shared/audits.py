@@ -95,3 +95,29 @@ def print_lynis(name: str, result: Lynis) -> None:
         print(f"  warning     {line}")
     for line in result.suggestions:
         print(f"  suggestion  {line}")
+
+
+def fail2ban_bans_repeated_failures(host, source: str, attempts: int = 6) -> str:
+    """Fail SSH logins from the host to its own address `source` until fail2ban bans it; the ban list.
+
+    fail2ban ignores a host's own addresses (ignoreself): that is switched off for the test and
+    back on afterwards, and the ban lifted, whatever happens.
+    """
+    assert "nftables-multiport" in host.check_output("fail2ban-client get sshd actions")
+    host.check_output(f"fail2ban-client set sshd unbanip {source} >/dev/null 2>&1 || true")
+    host.check_output("fail2ban-client set sshd ignoreself false")
+    try:
+        for _ in range(attempts):
+            host.run(f"ssh -o BatchMode=yes -o ConnectTimeout=3 -o StrictHostKeyChecking=no nosuchuser@{source} true")
+        banned = ""
+        for _ in range(20):
+            banned = host.check_output("fail2ban-client get sshd banip")
+            if source in banned.split():
+                break
+            host.run("sleep 0.5")
+        table = host.run("nft list table inet f2b-table").stdout
+        refused = host.run(f"timeout 3 bash -c 'exec 3<>/dev/tcp/{source}/22'").rc != 0
+        return f"banned: {banned}\nrefused: {refused}\n{table}"
+    finally:
+        host.run(f"fail2ban-client set sshd unbanip {source}")
+        host.check_output("fail2ban-client set sshd ignoreself true")

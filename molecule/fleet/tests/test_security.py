@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from audits import LYNIS_MIN_INDEX, lynis, print_lynis, print_ssh_audit, ssh_audit
+from audits import LYNIS_MIN_INDEX, fail2ban_bans_repeated_failures, lynis, print_lynis, print_ssh_audit, ssh_audit
 from clients import CA_FILE, curl, pg_query, redis_tls
 from conftest import address
 
@@ -66,6 +66,14 @@ def test_password_login_is_refused_everywhere(fleet):
         results = dict(zip(fleet, pool.map(attempt, fleet), strict=True))
     for name, proc in results.items():
         assert proc.returncode == 255 and "Permission denied (publickey)" in proc.stderr, (name, proc.stderr)
+
+
+def test_fail2ban_reads_debian_13s_sshd(fleet):
+    # OpenSSH 10 logs from sshd-session processes; the jail still sees the failures and bans.
+    source = address(fleet["db1"])
+    outcome = fail2ban_bans_repeated_failures(fleet["db1"], source)
+    assert f"banned: {source}" in outcome, outcome
+    assert "refused: True" in outcome, outcome
 
 
 def test_lynis_hardening_index(fleet):
