@@ -310,6 +310,31 @@ FORMS: dict[str, tuple[Check, str]] = {
     "env_value": (_env_value, "a value without ' or \\ or line breaks (the env file quotes values with ')"),
     "env": (_env_value, "variable names of letters, digits and _; values without ' or \\ or line breaks"),
     "sysctl_value": (_regex(r"[A-Za-z0-9 ._:/-]+"), "letters, digits, spaces and ._:/- only"),
+    "ssh_algorithm": (_regex(r"[a-z0-9][a-z0-9@.+-]*"), "an OpenSSH algorithm name (ssh -Q kex, cipher, mac, key-sig)"),
+    "banner": (
+        _regex(r"[\x20-\x5b\x5d-\x7e\n]{0,2000}"),
+        "printable ASCII text of at most 2000 characters, newlines allowed, no backslash (consoles expand \\ escapes)",
+    ),
+    "pem_certificate": (
+        _regex(r"(?:\s*-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\s*)*"),
+        "empty, or PEM certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)",
+    ),
+    "umask": (_regex(r"0?[0-7]{3}"), "an octal umask such as 027 or 0077"),
+    "login_defs_value": (_regex(r"[A-Za-z0-9_./-]+"), "letters, digits and _./- only"),
+    "login_defs": (_single_line, "login.defs settings: uppercase names, values of letters, digits and _./-"),
+    "kernel_module": (_regex(r"[a-z0-9_-]{1,64}"), "a kernel module name (lowercase letters, digits, _ and -)"),
+    "apt_origin": (
+        _regex(r"[A-Za-z0-9=,._:/ ${}-]+"),
+        "an apt Origins-Pattern such as 'origin=Debian,codename=${distro_codename},label=Debian-Security'",
+    ),
+    "fail2ban_time": (
+        _regex(r"-1|\d+(?:s|m|h|d|w|mo|y)?"),
+        "a fail2ban time: seconds or a number with s, m, h, d, w, mo or y",
+    ),
+    "audit_rule": (
+        _regex(r"-[awWADeb] [^\n\r\0]+"),
+        "one auditctl rule per element, e.g. '-w /etc/passwd -p wa -k identity'",
+    ),
     "sysctl": (_single_line, "kernel settings: dotted lowercase names, values of letters, digits, spaces and ._:/-"),
 }
 
@@ -321,6 +346,7 @@ MAPPING_KEYS: dict[str, tuple[str, str]] = {
     "prometheus_durations": (r"[A-Z][A-Za-z0-9]*", "prometheus_duration"),
     "alert_thresholds": (r"[a-z][a-z0-9_]*", "alert_thresholds"),
     "prometheus_labels": (r"[a-zA-Z_][a-zA-Z0-9_]*", "prometheus_labels"),
+    "login_defs": (r"[A-Z][A-Z0-9_]*", "login_defs_value"),
 }
 
 

@@ -31,13 +31,26 @@ def test_pg_hba_admits_exactly_the_app_hosts(rendered):
     remote = [line.split() for line in hba.splitlines() if line.startswith(("host ", "hostssl ", "hostnossl "))]
     clients = sorted(fields[3] for fields in remote if not fields[3].startswith(("127.", "::1")))
     assert clients == sorted(f"{a}/32" for a in APP), hba
+    # Remote clients over TLS only.
+    assert {fields[0] for fields in remote if not fields[3].startswith(("127.", "::1"))} == {"hostssl"}
 
 
 @pytest.mark.parametrize("app_host", ["app1.example.internal", "app2.example.internal", "app3.example.internal"])
 def test_app_env_points_at_the_data_tiers_and_trusts_only_the_load_balancers(rendered, app_host):
     env = dict(line.split("=", 1) for line in (rendered / app_host / "app.env").read_text().splitlines() if "=" in line)
-    assert re.fullmatch(rf"'postgresql://fleet:[^@]+@{re.escape(DB)}:5432/fleet'", env["APP_DATABASE_URL"])
-    assert re.fullmatch(rf"'redis://fleet:[^@]+@{re.escape(CACHE)}:6379/0'", env["APP_REDIS_URL"])
+    # TLS to both tiers, each server verified against the fleet's CA at the address the app uses.
+    ca = "/etc/ssl/fastapi-fleet/ca.crt"
+    assert re.fullmatch(
+        rf"'postgresql://fleet:[^@]+@{re.escape(DB)}:5432/fleet\?sslmode=verify-full&sslrootcert={ca}'",
+        env["APP_DATABASE_URL"],
+    )
+    assert re.fullmatch(
+        rf"'rediss://fleet:[^@]+@{re.escape(CACHE)}:6379/0\?ssl_cert_reqs=required&ssl_ca_certs={ca}'",
+        env["APP_REDIS_URL"],
+    )
+    # No API documentation; /metrics for loopback and the monitoring network only.
+    assert env["APP_DOCS_ENABLED"] == "'false'"
+    assert env["APP_METRICS_ALLOW_FROM"] == "'127.0.0.1,::1,10.0.9.0/24'"
     assert env["APP_FORWARDED_ALLOW_IPS"] == "'" + ",".join(LB_PRIVATE) + "'"
     own = {"app1.example.internal": APP[0], "app2.example.internal": APP[1], "app3.example.internal": APP[2]}[app_host]
     assert env["APP_BIND"] == f"'{own}:8000,127.0.0.1:8000'"

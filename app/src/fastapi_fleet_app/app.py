@@ -64,10 +64,15 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
 def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI app; resources are opened by its lifespan."""
     configure_logging(settings.log_level, settings.log_file)
+    docs = settings.docs_enabled
     app = FastAPI(
         title="fastapi-fleet-app",
         version=settings.release,
         lifespan=lifespan,
+        # Off unless APP_DOCS_ENABLED: a production API does not publish its schema and a UI to everyone.
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
     app.include_router(health_router)

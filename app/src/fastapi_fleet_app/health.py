@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 
@@ -59,7 +60,25 @@ async def ready(deps: Deps) -> Response:
     )
 
 
+def _metrics_allowed(request: Request, deps: Deps) -> bool:
+    """Whether the client (as the trusted proxies' X-Forwarded-For names it) is in APP_METRICS_ALLOW_FROM."""
+    if request.client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(request.client.host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in network for network in deps.settings.metrics_networks)
+
+
 @router.get("/metrics")
-async def prometheus_metrics(deps: Deps) -> Response:
+async def prometheus_metrics(request: Request, deps: Deps) -> Response:
+    """Prometheus text for loopback and the monitoring networks only (APP_METRICS_ALLOW_FROM)."""
+    if not _metrics_allowed(request, deps):
+        return OrjsonResponse(
+            {"detail": "metrics are served to the monitoring network only"}, status.HTTP_403_FORBIDDEN
+        )
     metrics.observe_pool(deps.pool)
     return Response(await run_in_threadpool(metrics.render), media_type=CONTENT_TYPE_LATEST)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
+from functools import cached_property
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +17,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 ENV_PREFIX = "APP_"
 ENV_FILE_VARIABLE = "APP_ENV_FILE"
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# URL parameters that name a CA file the client verifies its server with (libpq, redis-py).
+_CA_PARAMETERS = {"database_url": "sslrootcert", "redis_url": "ssl_ca_certs"}
 
 
 class ConfigError(Exception):
@@ -43,10 +48,20 @@ def running_release(prefix: str | None = None) -> str:
     return package_version()
 
 
-def _check_scheme(value: SecretStr, schemes: tuple[str, ...]) -> SecretStr:
-    if urlsplit(value.get_secret_value()).scheme not in schemes:
+def _check_scheme(value: SecretStr, schemes: tuple[str, ...], ca_parameter: str) -> SecretStr:
+    url = urlsplit(value.get_secret_value())
+    if url.scheme not in schemes:
         raise ValueError(f"must be a URL with scheme {' or '.join(schemes)}")
+    # A CA file that is missing or unreadable fails here, with its name, not at the first connection.
+    for path in parse_qs(url.query).get(ca_parameter, []):
+        if path != "system" and not os.access(path, os.R_OK):
+            raise ValueError(f"{ca_parameter} names a CA file that cannot be read: {path}")
     return value
+
+
+def _networks(value: str) -> tuple[Network, ...]:
+    """Comma-separated addresses and CIDR networks (an address is its own /32 or /128)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
 
 class Settings(BaseSettings):
@@ -71,16 +86,34 @@ class Settings(BaseSettings):
     log_file: str = "-"
     release: str = Field(default_factory=running_release, min_length=1, max_length=64)
     forwarded_allow_ips: str = "127.0.0.1"
+    # Interactive API documentation (/docs, /redoc) and the schema (/openapi.json): off in production.
+    docs_enabled: bool = False
+    # Clients /metrics answers (after the trusted proxies' X-Forwarded-For); everyone else gets 403.
+    metrics_allow_from: str = "127.0.0.1,::1"
 
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: SecretStr) -> SecretStr:
-        return _check_scheme(value, ("postgresql", "postgres"))
+        return _check_scheme(value, ("postgresql", "postgres"), _CA_PARAMETERS["database_url"])
 
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr) -> SecretStr:
-        return _check_scheme(value, ("redis", "rediss", "unix"))
+        return _check_scheme(value, ("redis", "rediss", "unix"), _CA_PARAMETERS["redis_url"])
+
+    @field_validator("metrics_allow_from")
+    @classmethod
+    def _metrics_networks(cls, value: str) -> str:
+        try:
+            _networks(value)
+        except ValueError:
+            raise ValueError("must be comma-separated IP addresses or CIDR networks") from None
+        return value
+
+    @cached_property
+    def metrics_networks(self) -> tuple[Network, ...]:
+        """The networks /metrics answers."""
+        return _networks(self.metrics_allow_from)
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -1,15 +1,11 @@
 """Helpers shared by the scenario's verifiers."""
 
-import atexit
-import contextlib
 import functools
 import json
 import os
 import shlex
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 UNDEFINED = "__undefined__"
@@ -73,39 +69,3 @@ def ssh_command(host, *remote: str, options: tuple[str, ...] = ()) -> list[str]:
 def control_node_address(host) -> str:
     """The address the host sees the control node's SSH sessions come from."""
     return subprocess.check_output(ssh_command(host, "printenv SSH_CONNECTION"), text=True).split()[0]
-
-
-_TUNNELS: list[subprocess.Popen] = []
-
-
-@functools.cache
-def forwarded(host, port: int) -> tuple[str, int]:
-    """Where the control node reaches a tier port of the host: an SSH tunnel to its fleet address.
-
-    The firewall admits the tiers' ports from fleet hosts only; through the tunnel, connections
-    arrive from the host itself, so the control node can still act as a client of the tier.
-    """
-    address = templated_vars(host, {"fleet_address": host_address(host)})["fleet_address"]
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        local = probe.getsockname()[1]
-    forward = f"127.0.0.1:{local}:{address}:{port}"
-    tunnel = subprocess.Popen(
-        ssh_command(host, options=("-N", "-o", "ExitOnForwardFailure=yes", "-L", forward)),
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    _TUNNELS.append(tunnel)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and tunnel.poll() is None:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", local), timeout=1):
-            return "127.0.0.1", local
-        time.sleep(0.1)
-    tunnel.kill()
-    raise RuntimeError(f"no SSH tunnel to {address}:{port}: {tunnel.communicate()[1].decode(errors='replace')}")
-
-
-@atexit.register
-def _close_tunnels() -> None:
-    for tunnel in _TUNNELS:
-        tunnel.terminate()

@@ -6,13 +6,12 @@ import os
 import re
 import shlex
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import forwarded, host_address, inventory_vars
+from clients import curl
+from conftest import host_address, inventory_vars
 
 APP = "fastapi-fleet"
 UNIT = f"{APP}.service"
@@ -28,15 +27,11 @@ REPO = Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY") or Path(__file__).resol
 
 
 def _get(host, path: str, headers: dict | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    """Request the app directly (no load balancer) from the control node, through an SSH tunnel to
-    its fleet address (the firewall opens the app port to load balancers only)."""
-    address, port = forwarded(host, PORT)
-    request = urllib.request.Request(f"http://{address}:{port}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    """Request the app directly (no load balancer) at its fleet address, from the host itself
+    (the firewall opens the app port to the load balancers only)."""
+    options = [item for name, value in (headers or {}).items() for item in ("-H", f"{name}: {value}")]
+    status, body = curl(host, f"http://{host_address(host)}:{PORT}{path}", *options, timeout=timeout)
+    return status, body.encode()
 
 
 def _env(host) -> dict[str, str]:
@@ -149,15 +144,19 @@ def test_env_file_is_private_to_the_app_group(host):
     assert env.user == "root"
     assert env.group == USER
     values = _env(host)
+    # TLS to both data tiers, the servers verified against the fleet's CA.
     assert values["APP_DATABASE_URL"].startswith("postgresql://")
-    assert values["APP_REDIS_URL"].startswith("redis://")
+    assert values["APP_DATABASE_URL"].endswith("?sslmode=verify-full&sslrootcert=/etc/ssl/fastapi-fleet/ca.crt")
+    assert values["APP_REDIS_URL"].startswith("rediss://")
+    assert values["APP_REDIS_URL"].endswith("?ssl_cert_reqs=required&ssl_ca_certs=/etc/ssl/fastapi-fleet/ca.crt")
+    assert values["APP_DOCS_ENABLED"] == "false"
     assert values["APP_BIND"].split(",")[0] == f"{host_address(host)}:{PORT}"
     # Outside the release and the same for every release: the app knows its release itself.
     assert "APP_RELEASE" not in values
     assert host.run(f"runuser -u nobody -- cat {ENV_FILE}").rc != 0
 
 
-def test_health_and_ready_from_the_control_node(host):
+def test_health_and_ready_answer_directly(host):
     status, body = _get(host, "/health")
     assert status == 200
     health = json.loads(body)

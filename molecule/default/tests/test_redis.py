@@ -1,10 +1,10 @@
-"""The redis role, proved on every host of the scenario; client checks run from the control node (SSH tunnel)."""
-
-import socket
+"""The redis role, proved on every host of the scenario; the clients run on the host itself, an app
+host (redis-py of the app's release, over TLS to the fleet address with the fleet's CA)."""
 
 import pytest
 import redis
-from conftest import facts, forwarded, host_address, templated_vars
+from clients import host_python, redis_local, redis_tls
+from conftest import facts, host_address, templated_vars
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,7 @@ def rd(host):
     return {
         "address": v["fleet_address"],
         "port": int(v["redis_port"]),
-        # The control node is a Redis client through an SSH tunnel (the firewall opens the port to app hosts only).
-        "forwarded": forwarded(host, int(v["redis_port"])),
+        "host": host,
         "bind": v["redis_bind"] or ["127.0.0.1", v["fleet_address"]],
         "app_user": v["redis_app_user"],
         "app_password": v["redis_app_password"],
@@ -50,15 +49,7 @@ def rd(host):
 
 
 def _client(rd, username=None, password=None):
-    host, port = rd["forwarded"]
-    return redis.Redis(
-        host=host,
-        port=port,
-        username=username,
-        password=password,
-        socket_timeout=5,
-        decode_responses=True,
-    )
+    return redis_tls(rd["host"], rd["address"], rd["port"], username, password)
 
 
 @pytest.fixture
@@ -93,12 +84,62 @@ def test_binds_loopback_and_fleet_address_only(host, rd, admin):
     assert admin.config_get("protected-mode")["protected-mode"] == "yes"
 
 
+_RAW_RESP = r"""
+import json, os, socket, ssl
+spec = json.loads(os.environ["FLEET_CALL"])
+context = ssl.create_default_context(cafile=spec["ca"]) if spec["tls"] else None
+answers = []
+with socket.create_connection((spec["address"], spec["port"]), timeout=5) as raw:
+    conn = context.wrap_socket(raw, server_hostname=spec["address"]) if context else raw
+    for command in spec["commands"]:
+        conn.sendall(command.encode())
+        try:
+            answers.append(conn.recv(256).decode(errors="replace"))
+        except OSError as exc:
+            answers.append(f"error: {exc}")
+print(json.dumps({"result": answers}))
+"""
+
+
+def _raw(rd, commands, tls=True):
+    """Plain RESP commands without credentials, as any client would talk, over TLS (or not)."""
+    call = {"address": rd["address"], "port": rd["port"], "tls": tls, "ca": "/etc/ssl/fastapi-fleet/ca.crt"}
+    return host_python(rd["host"], _RAW_RESP, {**call, "commands": commands})["result"]
+
+
 def test_unauthenticated_commands_are_refused(rd):
-    # Plain RESP over a socket, as any client without credentials would talk.
-    with socket.create_connection(rd["forwarded"], timeout=5) as conn:
-        for command in (b"PING\r\n", b"GET anything\r\n", b"FLUSHALL\r\n"):
-            conn.sendall(command)
-            assert conn.recv(256).startswith(b"-NOAUTH"), command
+    commands = ["PING\r\n", "GET anything\r\n", "FLUSHALL\r\n"]
+    for command, answer in zip(commands, _raw(rd, commands), strict=True):
+        assert answer.startswith("-NOAUTH"), (command, answer)
+
+
+def test_only_tls_is_spoken(rd, admin):
+    # No plaintext TCP port; the TLS port answers nothing meaningful to plaintext RESP.
+    assert admin.config_get("port")["port"] == "0"
+    assert admin.config_get("tls-port")["tls-port"] == str(rd["port"])
+    answers = _raw(rd, ["PING\r\n"], tls=False)
+    assert not any(answer.startswith(("+PONG", "-NOAUTH")) for answer in answers), answers
+
+
+def test_tls_with_another_ca_is_refused(rd):
+    # A CA of its own, made on the client host: the server's certificate does not verify against it.
+    host = rd["host"]
+    host.check_output(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=not-the-fleet-ca"
+        " -keyout /tmp/wrong-ca.key -out /tmp/wrong-ca.crt 2>/dev/null"
+    )
+    wrong_ca = {"ssl_ca_certs": "/tmp/wrong-ca.crt"}
+    client = redis_tls(host, rd["address"], rd["port"], rd["app_user"], rd["app_password"], **wrong_ca)
+    with pytest.raises(redis.exceptions.ConnectionError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
+        client.ping()
+
+
+def test_local_clients_use_the_unix_socket(host, rd):
+    socket_file = host.file("/run/redis/redis-server.sock")
+    assert socket_file.is_socket
+    assert socket_file.group == "redis"
+    assert socket_file.mode == 0o770
+    assert redis_local(host, rd["admin_user"], rd["admin_password"]).ping() is True
 
 
 def test_default_user_is_disabled(rd, admin):

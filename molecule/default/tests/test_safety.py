@@ -14,13 +14,11 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
-from conftest import facts, forwarded, host_address, inventory_vars, templated_vars
+from clients import curl, redis_local
+from conftest import facts, host_address, inventory_vars, templated_vars
 
 REPO = Path(__file__).resolve().parents[3]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
@@ -152,21 +150,9 @@ REDIS_FILES = ("/etc/redis", "/etc/systemd/system/redis-server.service.d")
 
 @pytest.fixture(scope="module")
 def redis_admin(host):
-    v = templated_vars(
-        host,
-        {"redis_port": 6379, "redis_admin_user": "admin", "redis_admin_password": None},
-    )
-    # Through an SSH tunnel: the firewall admits Redis from the app hosts only.
-    address, port = forwarded(host, int(v["redis_port"]))
-    client = redis.Redis(
-        host=address,
-        port=port,
-        username=v["redis_admin_user"],
-        password=v["redis_admin_password"],
-        socket_timeout=5,
-    )
-    yield client
-    client.close()
+    v = templated_vars(host, {"redis_admin_user": "admin", "redis_admin_password": None})
+    # On the host, over the unix socket local clients use (the firewall admits Redis from the app hosts only).
+    return redis_local(host, v["redis_admin_user"], v["redis_admin_password"])
 
 
 def test_redis_rejected_acl_is_rolled_back(host, converge_role, redis_admin):
@@ -197,14 +183,13 @@ APP_FILES = (f"/etc/{APP}", f"/etc/systemd/system/{APP}.service", f"/opt/{APP}/c
 
 def _ready_within(host, seconds: float) -> bool:
     """/ready answers 200 (it also probes PostgreSQL and Redis, which earlier cases restarted)."""
-    address, port = forwarded(host, APP_PORT)  # the firewall admits the app port from the load balancers only
+    # From the host itself: the firewall admits the app port from the load balancers only.
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"http://{address}:{port}/ready", timeout=5) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
+            if curl(host, f"http://{host_address(host)}:{APP_PORT}/ready")[0] == 200:
+                return True
+        except OSError:
             pass
         time.sleep(1)
     return False

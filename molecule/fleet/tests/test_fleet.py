@@ -153,7 +153,7 @@ def test_redis_maxmemory_is_the_size_set_for_the_cache_host(fleet):
     # The lab's generated admin password (inventories/lab/group_vars/all/secrets.yml).
     password = (LAB_SECRETS / "redis_admin_password").read_text().split()[0]
     shown = cache.check_output(
-        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning -h 127.0.0.1 --user admin "
-        "CONFIG GET maxmemory"
+        f"REDISCLI_AUTH={shlex.quote(password)} redis-cli --no-auth-warning -s /run/redis/redis-server.sock"
+        " --user admin CONFIG GET maxmemory"
     ).split()
     assert shown == ["maxmemory", str(expected)]
