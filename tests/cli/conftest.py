@@ -1,15 +1,10 @@
-"""Helpers for the `fleet` CLI tests: inventories written to tmp, the CLI run in a subprocess."""
+"""Helpers for the `fleet` CLI tests: inventories written to tmp (the CLI runner is fleet_cli.py)."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from fleet.ops.inventory import REPO
-
-FLEET = Path(sys.executable).parent / "fleet"
 VAULT_PASSWORD = "fastapi-fleet-example"
 
 
@@ -31,8 +26,3 @@ def write_inventory(tmp_path):
         return path
 
     return write
-
-
-def fleet(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The installed `fleet` console script, as users run it."""
-    return subprocess.run([FLEET, *argv], capture_output=True, text=True, timeout=timeout, cwd=REPO)

@@ -1,7 +1,7 @@
 """Bad input gets one clear line and exit code 2 before anything runs; one parser, shared exit codes."""
 
 import pytest
-from conftest import FLEET, fleet
+from fleet_cli import FLEET, fleet
 
 from fleet import cli
 from fleet.errors import ExitCode

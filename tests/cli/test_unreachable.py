@@ -4,7 +4,7 @@ import json
 import socket
 
 import pytest
-from conftest import fleet
+from fleet_cli import fleet
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ LB_PRIVATE = ["10.0.1.10", "10.0.1.11"]
 APP = ["10.0.2.21", "10.0.2.22", "10.0.2.23"]
 DB = "10.0.3.31"
 CACHE = "10.0.3.41"
+MONITORING = "10.0.9.10"
 
 
 def test_every_load_balancer_proxies_to_exactly_the_app_hosts(rendered):
@@ -48,9 +49,9 @@ def test_app_env_points_at_the_data_tiers_and_trusts_only_the_load_balancers(ren
         rf"'rediss://fleet:[^@]+@{re.escape(CACHE)}:6379/0\?ssl_cert_reqs=required&ssl_ca_certs={ca}'",
         env["APP_REDIS_URL"],
     )
-    # No API documentation; /metrics for loopback and the monitoring network only.
+    # No API documentation; /metrics for loopback, the monitoring host and network only.
     assert env["APP_DOCS_ENABLED"] == "'false'"
-    assert env["APP_METRICS_ALLOW_FROM"] == "'127.0.0.1,::1,10.0.9.0/24'"
+    assert env["APP_METRICS_ALLOW_FROM"] == f"'127.0.0.1,::1,{MONITORING},10.0.9.0/24'"
     assert env["APP_FORWARDED_ALLOW_IPS"] == "'" + ",".join(LB_PRIVATE) + "'"
     own = {"app1.example.internal": APP[0], "app2.example.internal": APP[1], "app3.example.internal": APP[2]}[app_host]
     assert env["APP_BIND"] == f"'{own}:8000,127.0.0.1:8000'"
