@@ -1,0 +1,58 @@
+"""fleet bench ansible without the lab: the checks before a machine is touched, and the inventories it writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fleet.bench import ansible_runs
+from fleet.bench.ansible_runs import Options
+from fleet.errors import FleetError
+from fleet.ops.inventory import REPO
+
+
+def test_addresses_of_the_largest_fleet():
+    addresses = ansible_runs.check_options(Options())
+    assert addresses[0] == "10.231.0.160" and addresses[-1] == "10.231.0.179" and len(addresses) == 20
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sizes": (1, 5)}, "--sizes takes fleet sizes from 2 to 40"),
+        ({"sizes": (5, 5)}, "--sizes lists a size twice"),
+        ({"sizes": ()}, "--sizes takes"),
+        ({"settings": ("bundle", "turbo")}, "unknown setting turbo"),
+        ({"first_address": "10.231.0.x"}, "is not an IPv4 address"),
+        ({"first_address": "10.231.0.250"}, "20 addresses from 10.231.0.250 do not fit the lab subnet"),
+        ({"first_address": "10.0.0.10"}, "do not fit the lab subnet"),
+        ({"prefix": "Bench_"}, "machine name"),
+    ],
+)
+def test_bad_options(change, message):
+    with pytest.raises(FleetError, match=message):
+        ansible_runs.check_options(replace(Options(), **change))
+
+
+def test_the_written_inventory_reads_as_the_fleet(tmp_path):
+    names = ["bench-n01", "bench-n02", "bench-n03"]
+    directory = ansible_runs.write_inventory(
+        tmp_path / "3-hosts", names, ["10.231.0.160", "10.231.0.161", "10.231.0.162"], "bookworm"
+    )
+    linked = sorted(p.name for p in (directory / "group_vars" / "all").iterdir())
+    assert linked == sorted(p.name for p in ansible_runs.LAB_GROUP_VARS.glob("*.yml"))
+    listing = subprocess.run(
+        [Path(sys.executable).parent / "ansible-inventory", "-i", str(directory), "--list"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    data = json.loads(listing.stdout)
+    assert data["app"]["hosts"] == ["bench-n01"] and data["loadbalancers"]["hosts"] == ["bench-n01"]
+    assert data["base"]["hosts"] == ["bench-n02", "bench-n03"]
+    host = data["_meta"]["hostvars"]["bench-n03"]
+    assert host["ansible_host"] == "10.231.0.162"
+    assert host["fleet_environment"] == "lab"  # the lab's group_vars apply
