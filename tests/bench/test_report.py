@@ -61,6 +61,7 @@ def test_every_ratio_of_a_full_run():
     assert r["tuned/naive"]["proxied"] == {"health": 1.5, "item": 2.0, "list": 2.0}
     assert r["tuned/naive"]["direct"] == {"health": 1.5, "item": 2.0, "list": 2.5}
     assert r["tuned/naive"]["ceiling drift"] == 0.9
+    assert r["tuned/naive"]["ceiling-normalised"]["proxied"] == {"health": 1.667, "item": 2.222, "list": 2.222}
     assert r["proxied/direct"]["naive"] == {"health": 0.5, "item": 0.8, "list": 1.25}
     assert r["proxied/direct"]["tuned"] == {"health": 0.5, "item": 0.8, "list": 1.0}
     assert r["app/ceiling"]["naive"] == {"health": 0.1, "item": 0.08, "list": 0.05}
@@ -91,7 +92,8 @@ def test_headline_lines():
     lines = report.headline(report.ratios(run_of(FULL)))
     assert lines[0] == "tuned/naive through the load balancer: health 1.50  item 2.00  list 2.00"
     assert lines[1] == "tuned/naive direct to the app host:    health 1.50  item 2.00  list 2.50"
-    assert "proxied/direct (naive):" in lines[2] and lines[2].endswith("list 1.25")
+    assert lines[2].endswith("health 1.67  item 2.22  list 2.22") and "ceiling drift" in lines[2]
+    assert "proxied/direct (naive):" in lines[3] and lines[3].endswith("list 1.25")
     assert lines[-1].startswith("ceiling drift tuned/naive") and lines[-1].endswith("0.90")
 
 

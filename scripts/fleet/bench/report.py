@@ -8,6 +8,7 @@ requests per second within one run, because absolute figures drift on a shared m
 - ``tuned/naive``: the bundle's deployment over the naive baseline, per endpoint and route;
   the static ceiling's own ratio (``ceiling drift``) tells how much the machine changed
   between the two deployments' measurements (1.0: not at all);
+  divided by that drift, the ``ceiling-normalised`` ratios take the machine's change out;
 - ``proxied/direct``: through the load balancer over straight to one app host (the proxy's cost);
 - ``app/ceiling``: through the load balancer over nginx's own static answer on the same host.
 """
@@ -122,9 +123,17 @@ def ratios(measurements: Sequence[Measurement]) -> dict[str, dict[str, Any]]:
         for route in ROUTES:
             row = {e: _ratio(by_key.get(("tuned", e, route)), by_key.get(("naive", e, route))) for e in ENDPOINTS}
             result["tuned/naive"][route] = row
-        result["tuned/naive"]["ceiling drift"] = _ratio(
-            by_key.get(("tuned", *CEILING)), by_key.get(("naive", *CEILING))
-        )
+        drift = _ratio(by_key.get(("tuned", *CEILING)), by_key.get(("naive", *CEILING)))
+        result["tuned/naive"]["ceiling drift"] = drift
+        # The same ratios divided by the drift: what is left when the machine's change between the
+        # two deployments' measurements is taken out (the ceiling stands for the machine's speed).
+        result["tuned/naive"]["ceiling-normalised"] = {
+            route: {
+                e: None if value is None or not drift else round(value / drift, 3)
+                for e, value in result["tuned/naive"][route].items()
+            }
+            for route in ROUTES
+        }
     for deployment in deployments:
         result["proxied/direct"][deployment] = {
             e: _ratio(by_key.get((deployment, e, "proxied")), by_key.get((deployment, e, "direct"))) for e in ENDPOINTS
@@ -147,6 +156,9 @@ def headline(measured: dict[str, dict[str, Any]]) -> list[str]:
     if tuned_naive:
         lines.append(f"{'tuned/naive through the load balancer:':<{width}}{_cells(tuned_naive['proxied'])}")
         lines.append(f"{'tuned/naive direct to the app host:':<{width}}{_cells(tuned_naive['direct'])}")
+        normalised = tuned_naive.get("ceiling-normalised", {}).get("proxied")
+        if normalised and tuned_naive.get("ceiling drift"):
+            lines.append(f"{'  the same over the ceiling drift:':<{width}}{_cells(normalised)}")
     for family in ("proxied/direct", "app/ceiling"):
         for deployment, row in measured.get(family, {}).items():
             lines.append(f"{f'{family} ({deployment}):':<{width}}{_cells(row)}")
