@@ -56,3 +56,19 @@ def test_the_written_inventory_reads_as_the_fleet(tmp_path):
     host = data["_meta"]["hostvars"]["bench-n03"]
     assert host["ansible_host"] == "10.231.0.162"
     assert host["fleet_environment"] == "lab"  # the lab's group_vars apply
+
+
+def test_boot_in_batches_with_one_retry():
+    from fleet.lab.errors import LabError
+
+    calls: list[list[int]] = []
+
+    def up(batch):
+        calls.append(list(batch))
+        if len(calls) == 2:
+            raise LabError("machine x did not finish booting")
+
+    notes: list[str] = []
+    ansible_runs.boot(up, list(range(12)), notes.append, batch=5)
+    assert calls == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [10, 11]]
+    assert notes == ["booting again after: machine x did not finish booting"]

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -115,6 +116,23 @@ def _timed(inventory: Path, setting: scaling.Setting, size: int, options: Option
     return timing
 
 
+BOOT_BATCH = 5
+
+
+def boot(up: Callable[[list[Any]], object], specs: list[Any], note: Note, batch: int = BOOT_BATCH) -> None:
+    """Boot the machines a few at a time, each batch retried once: twenty at once on a busy
+    2-core machine outlast the lab's boot timeout (``up`` is idempotent, so a retry goes on)."""
+    from fleet.lab.errors import LabError
+
+    for start in range(0, len(specs), batch):
+        chunk = specs[start : start + batch]
+        try:
+            up(chunk)
+        except LabError as exc:
+            note(f"booting again after: {exc}")
+            up(chunk)
+
+
 def run(options: Options, note: Note, outcome: Outcome) -> None:
     from fleet.lab import operations
     from fleet.lab.config import LabConfig, MachineSpec
@@ -131,7 +149,7 @@ def run(options: Options, note: Note, outcome: Outcome) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     note(f"booting {largest} lab machines ({names[0]}..{names[-1]}, {addresses[0]}..{addresses[-1]})")
     try:
-        operations.up(cfg, specs, log=note)
+        boot(lambda batch: operations.up(cfg, batch, log=note), specs, note)
         for size in sorted(options.sizes, reverse=True):
             directory = write_inventory(
                 options.output_dir / f"ansible-{stamp}" / f"{size}-hosts",
