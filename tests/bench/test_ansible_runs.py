@@ -32,6 +32,8 @@ def test_addresses_of_the_largest_fleet():
         ({"first_address": "10.231.0.250"}, "20 addresses from 10.231.0.250 do not fit the lab subnet"),
         ({"first_address": "10.0.0.10"}, "do not fit the lab subnet"),
         ({"prefix": "Bench_"}, "machine name"),
+        ({"machines": 1}, "--machines must be 2..20"),
+        ({"machines": 21}, "--machines must be 2..20"),
     ],
 )
 def test_bad_options(change, message):
@@ -72,3 +74,17 @@ def test_boot_in_batches_with_one_retry():
     ansible_runs.boot(up, list(range(12)), notes.append, batch=5)
     assert calls == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [10, 11]]
     assert notes == ["booting again after: machine x did not finish booting"]
+
+
+def test_known_hosts_of_every_address_come_from_its_machine():
+    lab = "10.231.0.160 ssh-ed25519 AAAA1\n10.231.0.161 ssh-ed25519 AAAA2\n10.231.0.161 ecdsa-sha2-nistp256 BBBB2\n"
+    machine_of = {"10.231.0.160": "10.231.0.160", "10.231.0.161": "10.231.0.161", "10.231.0.170": "10.231.0.161"}
+    assert ansible_runs.known_hosts_lines(lab, machine_of) == [
+        "10.231.0.160 ssh-ed25519 AAAA1",
+        "10.231.0.161 ssh-ed25519 AAAA2",
+        "10.231.0.161 ecdsa-sha2-nistp256 BBBB2",
+        "10.231.0.170 ssh-ed25519 AAAA2",
+        "10.231.0.170 ecdsa-sha2-nistp256 BBBB2",
+    ]
+    with pytest.raises(FleetError, match=r"no key for 10\.231\.0\.162"):
+        ansible_runs.known_hosts_lines(lab, {"10.231.0.171": "10.231.0.162"})

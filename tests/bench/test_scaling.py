@@ -27,7 +27,23 @@ def test_inventory_one_host_with_every_tier_and_base_hosts():
     for group in ("loadbalancers", "app", "postgres", "redis"):
         assert list(inv["children"][group]["hosts"]) == ["bench-n01"]
     assert list(inv["children"]["base"]["hosts"]) == names[1:]
+    assert inv["children"]["base"]["vars"] == {"common_firewall_enabled": False}
+    assert "ansible_ssh_common_args" not in inv["hosts"]["bench-n02"]
     assert inv["hosts"]["bench-n05"] == {"ansible_host": "10.231.0.164", "lab_distro": "bookworm"}
+    with_keys = scaling.inventory(names[:2], ["10.231.0.160", "10.231.0.161"], "bookworm", "/x/known_hosts")
+    assert with_keys["all"]["hosts"]["bench-n02"]["ansible_ssh_common_args"] == (
+        "-o UserKnownHostsFile=/x/known_hosts -o StrictHostKeyChecking=yes"
+    )
+
+
+def test_placement_spreads_base_hosts_over_the_other_machines():
+    assert scaling.placement(5, 5) == [0, 1, 2, 3, 4]
+    assert scaling.placement(10, 5) == [0, 1, 2, 3, 4, 1, 2, 3, 4, 1]
+    assert scaling.placement(20, 5).count(0) == 1
+    assert sorted(scaling.placement(20, 5)[1:]).count(1) == 5
+    assert scaling.placement(3, 2) == [0, 1, 1]
+    with pytest.raises(ValueError, match="at least 2 machines"):
+        scaling.placement(5, 1)
 
 
 def test_fit_is_least_squares():

@@ -1,12 +1,15 @@
 """``fleet bench ansible``: how the time of a no-change ``site.yml`` run grows with the fleet.
 
-Boots the largest fleet's lab machines once (root), then for each size, largest first: a
-settling converge of that fleet's inventory (untimed in the figures: it makes the run after
-it a no-change one), then one timed no-change run per setting (:mod:`fleet.bench.scaling`).
-Every run starts without SSH control masters (a fresh ControlPath directory) and uses a fact
-cache of its own under the output directory. A timed run that changed something is
-reported as such and left out of the fit. The machines it booted are taken down at the end
-unless ``--keep``.
+Boots ``--machines`` lab machines (root) and spreads the largest fleet's inventory hosts
+over them (:func:`fleet.bench.scaling.placement`): each inventory host gets an address of
+its own on its machine (added in the machine's network namespace, its host key in a
+known_hosts file of the run), so Ansible opens its own SSH connections to it exactly as to a
+separate machine. Then: a first converge of one host per machine, and for each size,
+smallest first, a settling run of that fleet's inventory (it gathers the new hosts' facts;
+untimed in the figures), then one timed no-change run per setting. Every run starts without
+SSH control masters (a fresh ControlPath directory) and uses a fact cache of the bench's own.
+A timed run that changed something is reported as such and left out of the fit. The
+machines it booted are taken down at the end unless ``--keep``.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ Note = Callable[[str], None]
 @dataclass(frozen=True)
 class Options:
     sizes: tuple[int, ...] = scaling.DEFAULT_SIZES
+    machines: int = 5
     settings: tuple[str, ...] = scaling.DEFAULT_SETTINGS
     prefix: str = "bench-n"
     first_address: str = "10.231.0.160"
@@ -50,6 +54,8 @@ def check_options(options: Options) -> list[str]:
         raise FleetError(f"--sizes takes fleet sizes from {scaling.MIN_SIZE} to {scaling.MAX_SIZE}")
     if len(set(options.sizes)) != len(options.sizes):
         raise FleetError("--sizes lists a size twice")
+    if not scaling.MIN_SIZE <= options.machines <= max(options.sizes):
+        raise FleetError(f"--machines must be {scaling.MIN_SIZE}..{max(options.sizes)} (the largest size)")
     unknown = [s for s in options.settings if s not in scaling.SETTINGS]
     if unknown or not options.settings:
         raise FleetError(f"unknown setting {', '.join(unknown) or '(none)'}; known: {', '.join(scaling.SETTINGS)}")
@@ -74,7 +80,9 @@ def check_options(options: Options) -> list[str]:
     return [str(address) for address in addresses]
 
 
-def write_inventory(directory: Path, names: Sequence[str], addresses: Sequence[str], distro: str) -> Path:
+def write_inventory(
+    directory: Path, names: Sequence[str], addresses: Sequence[str], distro: str, known_hosts: str | None = None
+) -> Path:
     """hosts.yml for the fleet and group_vars/all linking the lab's connection, secrets and firewall."""
     group_vars = directory / "group_vars" / "all"
     group_vars.mkdir(parents=True, exist_ok=True)
@@ -84,7 +92,7 @@ def write_inventory(directory: Path, names: Sequence[str], addresses: Sequence[s
             link.symlink_to(source)
     (directory / "hosts.yml").write_text(
         "---\n# Written by fleet bench ansible.\n"
-        + yaml.safe_dump(scaling.inventory(names, addresses, distro), sort_keys=False)
+        + yaml.safe_dump(scaling.inventory(names, addresses, distro, known_hosts), sort_keys=False)
     )
     return directory
 
@@ -133,6 +141,33 @@ def boot(up: Callable[[list[Any]], object], specs: list[Any], note: Note, batch:
             up(chunk)
 
 
+def known_hosts_lines(lab_known_hosts: str, machine_of: dict[str, str]) -> list[str]:
+    """A known_hosts line for every address: the key the lab recorded for the address's machine."""
+    keys: dict[str, list[str]] = {}
+    for line in lab_known_hosts.splitlines():
+        address, _, key = line.partition(" ")
+        if key:
+            keys.setdefault(address, []).append(key)
+    lines = []
+    for address, machine in machine_of.items():
+        if machine not in keys:
+            raise FleetError(f"the lab's known_hosts has no key for {machine}")
+        lines += [f"{address} {key}" for key in keys[machine]]
+    return lines
+
+
+def add_address(machine: str, address: str, prefixlen: int) -> None:
+    """One more address on the machine's eth0 (its own network namespace), if it is not there yet."""
+    import json
+
+    from fleet.lab.system import run as lab_run
+
+    shown = json.loads(lab_run(["ip", "-n", machine, "-j", "-4", "addr", "show", "dev", "eth0"]) or "[]")
+    present = {info["local"] for link in shown for info in link.get("addr_info", [])}
+    if address not in present:
+        lab_run(["ip", "-n", machine, "addr", "add", f"{address}/{prefixlen}", "dev", "eth0"])
+
+
 def run(options: Options, note: Note, outcome: Outcome) -> None:
     from fleet.lab import operations
     from fleet.lab.config import LabConfig, MachineSpec
@@ -140,31 +175,46 @@ def run(options: Options, note: Note, outcome: Outcome) -> None:
     addresses = check_options(options)
     largest = max(options.sizes)
     names = scaling.host_names(options.prefix, largest)
+    where = scaling.placement(largest, options.machines)
+    machines = names[: options.machines]
     specs = [
-        MachineSpec.build(n, options.distro, ipaddress.IPv4Address(a)) for n, a in zip(names, addresses, strict=True)
+        MachineSpec.build(n, options.distro, ipaddress.IPv4Address(a))
+        for n, a in zip(machines, addresses[: options.machines], strict=True)
     ]
     cfg = LabConfig.from_env()
     running_before = {status.name for status in operations.status(cfg) if status.running}
     outcome.started = datetime.now(UTC).isoformat(timespec="seconds")
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    note(f"booting {largest} lab machines ({names[0]}..{names[-1]}, {addresses[0]}..{addresses[-1]})")
+    base = options.output_dir / f"ansible-{stamp}"
+    note(
+        f"booting {len(machines)} lab machines ({machines[0]}..{machines[-1]}) for up to {largest} inventory hosts"
+        f" ({addresses[0]}..{addresses[-1]})"
+    )
     try:
         boot(lambda batch: operations.up(cfg, batch, log=note), specs, note)
-        for size in sorted(options.sizes, reverse=True):
+        for index in range(options.machines, largest):
+            add_address(machines[where[index]], addresses[index], cfg.subnet.prefixlen)
+        machine_of = {addresses[i]: addresses[where[i]] for i in range(largest)}
+        base.mkdir(parents=True, exist_ok=True)
+        known = base / "known_hosts"
+        known.write_text("".join(line + "\n" for line in known_hosts_lines(cfg.known_hosts.read_text(), machine_of)))
+        first = write_inventory(base / "machines", machines, addresses[: options.machines], options.distro, str(known))
+        note(f"first converge of the {len(machines)} machines, one inventory host each (untimed)")
+        outcome.settle.append(_timed(first, scaling.SETTINGS["bundle"], len(machines), options, "first", note))
+        if not outcome.settle[-1].ok:
+            raise FleetError(f"the first converge failed: see its log in {options.output_dir}")
+        for size in sorted(options.sizes):
             directory = write_inventory(
-                options.output_dir / f"ansible-{stamp}" / f"{size}-hosts",
-                names[:size],
-                addresses[:size],
-                options.distro,
+                base / f"{size}-hosts", names[:size], addresses[:size], options.distro, str(known)
             )
-            note(f"{size} hosts: settling converge (makes the timed runs no-change runs)")
+            note(f"{size} hosts: settling run (facts of the new hosts; the timed runs are then no-change runs)")
             outcome.settle.append(_timed(directory, scaling.SETTINGS["bundle"], size, options, "settle", note))
             if not outcome.settle[-1].ok:
-                raise FleetError(f"the settling converge at {size} hosts failed: see its log in {options.output_dir}")
+                raise FleetError(f"the settling run at {size} hosts failed: see its log in {options.output_dir}")
             for name in options.settings:
                 outcome.timings.append(_timed(directory, scaling.SETTINGS[name], size, options, name, note))
     finally:
-        created = [n for n in names if n not in running_before]
+        created = [n for n in machines if n not in running_before]
         if created and not options.keep:
             note(f"taking down the {len(created)} machines this run booted")
             operations.down(cfg, created, log=lambda _line: None)

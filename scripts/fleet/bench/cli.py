@@ -97,6 +97,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ansible.add_argument("--sizes", type=_csv(int), default=scaling.DEFAULT_SIZES, help="fleet sizes (default 5,10,20)")
+    ansible.add_argument("--machines", type=int, default=5, help="lab machines the hosts are spread over (default 5)")
     ansible.add_argument(
         "--settings",
         type=_csv(str),
@@ -227,6 +228,7 @@ def _print_stack(document: dict[str, Any], measurements: list[report.Measurement
 def run_ansible(args: argparse.Namespace) -> int:
     options = ansible_runs.Options(
         sizes=tuple(args.sizes),
+        machines=args.machines,
         settings=tuple(args.settings),
         prefix=args.prefix,
         first_address=args.first_address,
@@ -244,7 +246,9 @@ def run_ansible(args: argparse.Namespace) -> int:
         ansible_runs.run(options, note, outcome)
     except FleetError as exc:
         failure = exc
-    document = scaling.document(outcome.timings, outcome.settle, sizes=options.sizes, cpus=os.cpu_count() or 0)
+    document = scaling.document(
+        outcome.timings, outcome.settle, sizes=options.sizes, cpus=os.cpu_count() or 0, machines=options.machines
+    )
     document |= {"started": outcome.started, "error": str(failure) if failure else None}
     _write(document, args.output, "ansible", args.json, note)
     if not args.json and outcome.timings:

@@ -1,11 +1,13 @@
 """What ``fleet bench ansible`` compares, the inventories it runs on, and its report (pure, tested).
 
-A fleet of N lab hosts: the first carries every tier (load balancer, app, PostgreSQL,
+A fleet of N inventory hosts: the first carries every tier (load balancer, app, PostgreSQL,
 Redis: the same work at every size), the other N - 1 are in a group of their own, ``base``,
-and get the base system only (the ``common`` role: packages, time, kernel settings, limits,
-journald, the deploy user, the firewall: the light role set that grows with N). No setting
-of the first host depends on the others, so the fleet converged at one size is converged
-at a smaller one too. Each setting is Ansible's configuration through its environment
+and get the base system only (the ``common`` role without the firewall: packages, time,
+kernel settings, limits, journald, the deploy user: the light role set that grows with N).
+No setting of any host depends on the others, so hosts can share a machine: each inventory
+host has an address of its own (its own SSH connections, as on separate machines) and the
+base hosts are spread over the lab machines there is room for (a host's inotify limit caps
+how many machines boot). Each setting is Ansible's configuration through its environment
 variables, over the repository's ansible.cfg; the time is a no-change ``site.yml`` run.
 """
 
@@ -65,15 +67,35 @@ def host_names(prefix: str, count: int) -> list[str]:
     return [f"{prefix}{number:02d}" for number in range(1, count + 1)]
 
 
-def inventory(names: Sequence[str], addresses: Sequence[str], distro: str) -> dict[str, Any]:
-    """The fleet of ``len(names)`` hosts: the first one every tier, the others the base system only."""
+def placement(size: int, machines: int) -> list[int]:
+    """Which machine carries each inventory host: the first host the first machine alone, the
+    base hosts spread over the other machines in turn (one each while there are enough)."""
+    if machines < MIN_SIZE:
+        raise ValueError(f"need at least {MIN_SIZE} machines, not {machines}")
+    return [0] + [1 + (index - 1) % (machines - 1) if index >= machines else index for index in range(1, size)]
+
+
+def inventory(
+    names: Sequence[str], addresses: Sequence[str], distro: str, known_hosts: str | None = None
+) -> dict[str, Any]:
+    """The fleet of ``len(names)`` hosts: the first one every tier, the others the base system only.
+
+    Base hosts skip the host firewall: its ruleset names its host, so two inventory hosts on one
+    machine would rewrite each other's. ``known_hosts``: a file with the key of every address.
+    """
     backend, *others = names
     tiers = {group: {"hosts": {backend: None}} for group in ("loadbalancers", "app", "postgres", "redis")}
+    ssh = {}
+    if known_hosts:
+        ssh = {"ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"}
     return {
         "all": {
-            "children": {**tiers, "base": {"hosts": dict.fromkeys(others)}},
+            "children": {
+                **tiers,
+                "base": {"hosts": dict.fromkeys(others), "vars": {"common_firewall_enabled": False}},
+            },
             "hosts": {
-                name: {"ansible_host": address, "lab_distro": distro}
+                name: {"ansible_host": address, "lab_distro": distro, **ssh}
                 for name, address in zip(names, addresses, strict=True)
             },
         }
@@ -176,13 +198,16 @@ def table(growths: Sequence[Growth], sizes: Sequence[int]) -> Table:
     return grid
 
 
-def document(timings: Sequence[Timing], settle: Sequence[Timing], *, sizes: Sequence[int], cpus: int) -> dict[str, Any]:
+def document(
+    timings: Sequence[Timing], settle: Sequence[Timing], *, sizes: Sequence[int], cpus: int, machines: int = 0
+) -> dict[str, Any]:
     growths = growth(timings)
     loads = [t.load1 for t in timings]
     return {
         "kind": "fleet-bench-ansible",
         "sizes": list(sizes),
-        "shape": "host 1: every tier; the others: the base system only (common)",
+        "machines": machines,
+        "shape": "host 1: every tier; the others: the base system only (common, no firewall)",
         "settings": {name: {"env": dict(s.env), "meaning": s.meaning} for name, s in SETTINGS.items()},
         "machine": {
             "cpus": cpus,
