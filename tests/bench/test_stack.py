@@ -183,3 +183,15 @@ def test_measure_deployment_on_loopback(server):
     item = next(m for m in measurements if m.endpoint == "item" and m.route == "direct")
     assert item.cache_hit_ratio == 1.0  # every read counted as a hit by the stand-in's /metrics
     assert next(m for m in measurements if m.endpoint == "health").cache_hit_ratio is None
+
+
+def test_verbose_notes_every_run(server):
+    s = Stack(HOSTS[0], HOSTS[1], server, server, "/static", ("app1",))
+    options = replace(OPTIONS, duration=1, warmup=0, rounds=1, connections=2, threads=1, verbose=1)
+    notes: list[str] = []
+    stack.measure_deployment("naive", s, Seeded([7]), options, notes.append)
+    runs = [n for n in notes if n.startswith("  ")]
+    assert len(runs) == 7
+    assert (
+        runs[0].startswith("  health proxied: ") and " req/s, p99 " in runs[0] and runs[0].endswith(tuple("0123456789"))
+    )

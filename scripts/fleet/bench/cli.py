@@ -47,7 +47,7 @@ def _output_options(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", type=Path, help=f"JSON file (default: under {DEFAULT_OUTPUT_DIR.relative_to(REPO)}/)"
     )
     parser.add_argument("--json", action="store_true", help="print the JSON instead of the table")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more progress lines")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="a progress line for every measured run")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -123,9 +123,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 class Progress:
     """Progress lines on stderr, with the time since the start (the table and JSON go to stdout)."""
 
-    def __init__(self, verbose: int = 0) -> None:
+    def __init__(self) -> None:
         self.started = time.monotonic()
-        self.verbose = verbose
         self.console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     def __call__(self, line: str) -> None:
@@ -162,8 +161,9 @@ def run_stack(args: argparse.Namespace) -> int:
         load_balancer=args.load_balancer,
         app_host=args.app_host,
         output_dir=DEFAULT_OUTPUT_DIR,
+        verbose=args.verbose,
     )
-    note = Progress(args.verbose)
+    note = Progress()
     hosts, target = stack.prepare(options)  # bad input: exit 2 before any host changes
     outcome = stack.Outcome()
     failure: FleetError | None = None
@@ -239,7 +239,7 @@ def run_ansible(args: argparse.Namespace) -> int:
     ansible_runs.check_options(options)
     if os.geteuid() != 0:
         raise FleetError("fleet bench ansible boots lab machines: run it as root")
-    note = Progress(args.verbose)
+    note = Progress()
     outcome = ansible_runs.Outcome()
     failure: FleetError | None = None
     try:

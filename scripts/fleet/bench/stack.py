@@ -68,6 +68,7 @@ class Options:
     load_balancer: str | None = None
     app_host: str | None = None
     output_dir: Path = REPO / ".cache" / "bench"
+    verbose: int = 0
 
 
 @dataclass(frozen=True)
@@ -397,7 +398,13 @@ def measure_deployment(name: str, stack: Stack, seeded: Seeded, options: Options
     for number in range(1, options.rounds + 1):
         note(f"{name}: round {number} of {options.rounds}, {len(plan)} targets x {options.duration}s")
         for target in plan:
-            runs[target].append(measure(target, options, stack, options.duration))
+            figures = measure(target, options, stack, options.duration)
+            runs[target].append(figures)
+            if options.verbose:
+                note(
+                    f"  {target.endpoint} {target.route}: {figures.rps:.0f} req/s, p99 {figures.p99_ms:.1f} ms,"
+                    f" {figures.non_2xx + figures.errors} failed, load {figures.load1:.1f}"
+                )
     return [Measurement(name, t.endpoint, t.route, t.url, tuple(runs[t])) for t in plan]
 
 
