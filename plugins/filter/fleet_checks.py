@@ -243,6 +243,10 @@ FORMS: dict[str, tuple[Check, str]] = {
     "cert_not_after": (_regex(r"[+-](?:\d+[wdhms])+|\d{14}Z"), "a relative time like +825d or an ASN.1 time"),
     "path": (_regex(r"/[A-Za-z0-9._/@+=:,-]*"), "an absolute path of letters, digits and ._/@+=:,- (no spaces)"),
     "http_path": (_regex(r"/[A-Za-z0-9._~/-]*"), "a URL path starting with / (letters, digits and ._~/-)"),
+    "optional_http_path": (
+        _regex(r"(?:/[A-Za-z0-9._~/-]*)?"),
+        "empty, or a URL path starting with / (letters, digits and ._~/-)",
+    ),
     "http_request": (
         _regex(r"(?:/[A-Za-z0-9._~/-]*(?:\?[A-Za-z0-9._~=&%-]*)?)?"),
         "empty, or a URL path starting with / and an optional ?query (letters, digits and ._~/-=&%)",

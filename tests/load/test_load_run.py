@@ -140,6 +140,14 @@ def test_real_run_counts_match_the_server(server):
     assert result.sent - result.responses <= 2 * 4
     assert result.errors.total == 0
     assert not result.clean
+    assert 0 < result.p50_ms <= result.p90_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
+
+
+def test_percentiles_missing_from_older_lines_read_as_zero():
+    result = parse_result(WRK_OUTPUT)
+    assert (result.p90_ms, result.p95_ms) == (0.0, 0.0)
+    newer = parse_result(WRK_OUTPUT.replace('"p99_us"', '"p90_us":50000,"p95_us":70500,"p99_us"'))
+    assert (newer.p90_ms, newer.p95_ms) == (50.0, 70.5)
 
 
 def test_background_run_sees_what_the_caller_does(server):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 UNDEFINED = "__undefined__"
 
 # testinfra runs `ansible-inventory` and `ansible` by name: find them in this virtualenv also
@@ -17,6 +19,15 @@ _BIN = str(Path(sys.executable).parent)
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
     os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+
+
+@pytest.fixture(scope="module")
+def inventory(request) -> str:
+    """The scenario's inventory: pytest's --ansible-inventory, or the one molecule passes."""
+    path = request.config.option.ansible_inventory or os.environ.get("MOLECULE_INVENTORY_FILE")
+    if not path:
+        pytest.fail("run with --ansible-inventory (molecule passes its own)")
+    return path
 
 
 @functools.cache

@@ -23,14 +23,6 @@ FLEET = Path(sys.executable).parent / "fleet"
 BOGUS = {"ansible_host": "192.0.2.10"}  # TEST-NET-1: never answers
 
 
-@pytest.fixture(scope="module")
-def inventory(request) -> str:
-    path = request.config.option.ansible_inventory or os.environ.get("MOLECULE_INVENTORY_FILE")
-    if not path:
-        pytest.fail("run with --ansible-inventory (molecule passes its own)")
-    return path
-
-
 def fleet(*argv, env=None, timeout=300):
     done = subprocess.run([FLEET, *argv], capture_output=True, text=True, timeout=timeout, env=env)
     assert "Traceback" not in done.stdout + done.stderr, done

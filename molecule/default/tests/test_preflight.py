@@ -122,6 +122,10 @@ CASES = [
     ),
     Case("app-port-zero", "app", "app_port = 0", {"app_port": 0}),
     Case("bool-as-string", "loadbalancers", "nginx_gzip = 'false'", {"nginx_gzip": "false"}),
+    Case("conn-limit-above-nginx", "loadbalancers", "nginx_conn_limit = 65536", {"nginx_conn_limit": 65536}),
+    Case(
+        "static-path-shadows-health", "loadbalancers", "nginx_static_path = '/health'", {"nginx_static_path": "/health"}
+    ),
     Case("app-workers-not-a-number", "app", "argument 'app_workers' is of type str", {"app_workers": "many"}),
     Case("app-log-level", "app", "app_log_level = 'verbose'", {"app_log_level": "verbose"}),
     Case("app-release-path", "app", "app_release = '../../etc'", {"app_release": "../../etc"}),

@@ -1,211 +1,270 @@
-"""``fleet bench``: load-test the app under Gunicorn against throwaway PostgreSQL and Redis.
+"""``fleet bench``: the deployed stack measured on lab machines, and Ansible's cost at fleet sizes.
 
-Everything runs on loopback: PostgreSQL and Redis in temporary directories, two Gunicorn
-instances of ``fastapi-fleet-app`` (cache on, and cache off as the database baseline),
-and ``wrk`` as the load generator in its own process, for a bounded duration each.
+``fleet bench [-i INVENTORY]`` deploys the naive baseline and then the bundle's tuned defaults
+to the same lab machines (``playbooks/site.yml``), measures each from this machine with wrk
+(/health, a cache-hit item read, a database list; through the load balancer, direct to one
+app host, and nginx's static answer as the ceiling), and prints the table and the ratios
+(tuned/naive, proxied/direct, app/ceiling); the JSON goes to a file (or stdout with --json).
+``fleet bench ansible`` times no-change site.yml runs at 5, 10 and 20 lab hosts under
+several Ansible settings. ``fleet bench loopback`` measures the app alone on this machine.
+Method and results: docs/performance.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
-import shutil
-import subprocess
-import tempfile
-import urllib.request
-from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+import os
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from fleet.errors import FleetError
+from rich.console import Console
 
-if TYPE_CHECKING:
-    from fleet.bench.throwaway import GunicornServer
+from fleet.bench import ansible_runs, loopback, report, scaling
+from fleet.errors import ExitCode, FleetError
+from fleet.ops.inventory import REPO, resolve_source
+from fleet.ops.output import console
 
-ITEM_ID = 1
-LIST_PATH = "/api/v1/items?limit=20&after=1000"
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-@dataclass(frozen=True)
-class Result:
-    """One wrk run; latencies in milliseconds."""
-
-    name: str
-    path: str
-    requests_per_second: float
-    requests: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    errors: int
+DEFAULT_INVENTORY = REPO / "inventories" / "bench"
+DEFAULT_OUTPUT_DIR = REPO / ".cache" / "bench"
 
 
-def _milliseconds(value: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
-    if match is None:
-        raise ValueError(f"unparsable wrk latency {value!r}")
-    return float(match[1]) * _UNITS[match[2]]
+def _csv(kind: type) -> Any:  # noqa: ANN401 - an argparse type
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(word.strip()) for word in text.split(",") if word.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a comma-separated list: {text!r}") from None
+
+    return parse
 
 
-def parse_wrk(name: str, path: str, output: str) -> Result:
-    """Read ``wrk --latency`` output; errors count non-2xx/3xx and socket errors."""
-    percentiles = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
-    total = re.search(r"^\s+(\d+) requests in", output, re.MULTILINE)
-    if rps is None or total is None or len(percentiles) != 3:
-        raise ValueError(f"unexpected wrk output:\n{output}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    errors = int(non_2xx[1]) if non_2xx else 0
-    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
-    return Result(
-        name=name,
-        path=path,
-        requests_per_second=float(rps[1]),
-        requests=int(total[1]),
-        p50_ms=_milliseconds(percentiles["50"]),
-        p90_ms=_milliseconds(percentiles["90"]),
-        p99_ms=_milliseconds(percentiles["99"]),
-        errors=errors,
+def _output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o", "--output", type=Path, help=f"JSON file (default: under {DEFAULT_OUTPUT_DIR.relative_to(REPO)}/)"
     )
-
-
-def _wrk(url: str, args: argparse.Namespace, seconds: int) -> str:
-    command = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    done = subprocess.run([*command, url], capture_output=True, text=True, check=True, timeout=seconds + 60)  # noqa: S603
-    return done.stdout
-
-
-def _cache_hits(base_url: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:  # noqa: S310 - loopback http
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "app_cache_requests_total" and sample.labels.get("result") == "hit"
-    )
-
-
-def _seed(database_url: str, count: int) -> None:
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO items (name, description)"
-            " SELECT 'item ' || n, repeat('x', 100) FROM generate_series(1, %s) AS n",
-            (count,),
-        )
+    parser.add_argument("--json", action="store_true", help="print the JSON instead of the table")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="a progress line for every measured run")
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "bench",
-        help="load-test the app on loopback (throwaway PostgreSQL, Redis, Gunicorn; wrk)",
+        help="measure the deployed stack on lab machines (tuned vs naive; also: ansible, loopback)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each run (default 2)")
-    parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
-    parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
-    parser.add_argument("--workers", type=int, default=2, help="Gunicorn workers per instance (default 2)")
-    parser.add_argument("--items", type=int, default=10_000, help="rows to seed (default 10000)")
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
-    parser.set_defaults(handler=run)
-
-
-def _report(results: list[Result], hit_ratio: float, args: argparse.Namespace) -> None:
-    by_name = {result.name: result for result in results}
-    cached = by_name["item (cache hit)"].requests_per_second
-    ratios = {
-        "cache hit / database read": cached / by_name["item (database read)"].requests_per_second,
-        "cache hit / health": cached / by_name["health"].requests_per_second,
-        "list / health": by_name["list (database)"].requests_per_second / by_name["health"].requests_per_second,
-    }
-    if args.json:
-        document = {
-            "workers": args.workers,
-            "connections": args.connections,
-            "threads": args.threads,
-            "duration_s": args.duration,
-            "cache_hit_ratio": hit_ratio,
-            "results": [asdict(result) for result in results],
-            "ratios": ratios,
-        }
-        print(json.dumps(document, indent=2))
-        return
-    print(
-        f"Gunicorn workers: {args.workers}, wrk: {args.threads} threads, {args.connections} connections,"
-        f" {args.duration}s per run (load generator shares this machine's CPUs)"
+    stack = parser.add_argument_group("the deployed stack (fleet bench [options])")
+    stack.add_argument(
+        "-i", "--inventory", default=str(DEFAULT_INVENTORY), help="lab inventory (default: inventories/bench)"
     )
-    print(f"{'scenario':<22} {'path':<34} {'req/s':>10} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'errors':>7}")
-    for r in results:
-        print(
-            f"{r.name:<22} {r.path:<34} {r.requests_per_second:>10.0f}"
-            f" {r.p50_ms:>8.2f} {r.p90_ms:>8.2f} {r.p99_ms:>8.2f} {r.errors:>7}"
-        )
-    print(f"cache hit ratio during the cache-hit run: {hit_ratio:.3f}")
-    for label, ratio in ratios.items():
-        print(f"ratio {label}: {ratio:.2f}")
+    stack.add_argument("--vault-password-file", help="for inventories with vaulted variables")
+    stack.add_argument(
+        "-e",
+        "--extra-vars",
+        action="append",
+        default=[],
+        metavar="@FILE|JSON",
+        help="extra variables for every deploy of the run, e.g. -e @inventories/bench/group_vars/all/bench.yml",
+    )
+    stack.add_argument(
+        "--deployments", type=_csv(str), default=("naive", "tuned"), help="naive,tuned (default), or one of them"
+    )
+    stack.add_argument("-d", "--duration", type=int, default=10, help="seconds per measured run (default 10)")
+    stack.add_argument("--warmup", type=int, default=3, help="unmeasured seconds per target first (default 3)")
+    stack.add_argument("--rounds", type=int, default=3, help="rounds over all targets (default 3)")
+    stack.add_argument("-c", "--connections", type=int, default=64, help="wrk connections (default 64)")
+    stack.add_argument("-t", "--threads", type=int, default=2, help="wrk threads (default 2)")
+    stack.add_argument("--timeout", type=float, default=5.0, help="seconds before a request counts as timed out")
+    stack.add_argument("--items", type=int, default=100, help="items created for the reads (default 100)")
+    stack.add_argument("--load-balancer", help="the load balancer to measure (default: the first)")
+    stack.add_argument("--app-host", help="the app host to measure directly (default: the first)")
+    stack.add_argument("--allow", action="append", help="network targets may be in (default: loopback and the lab)")
+    stack.add_argument(
+        "--no-restore", action="store_true", help="leave the last deployment as it is (default: the inventory's)"
+    )
+    _output_options(parser)
+    parser.set_defaults(handler=run_stack)
+
+    modes = parser.add_subparsers(dest="mode", metavar="{ansible,loopback}")
+    ansible = modes.add_parser(
+        "ansible",
+        help="time no-change site.yml runs at several fleet sizes and Ansible settings (root: boots lab machines)",
+        description=ansible_runs.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ansible.add_argument("--sizes", type=_csv(int), default=scaling.DEFAULT_SIZES, help="fleet sizes (default 5,10,20)")
+    ansible.add_argument("--machines", type=int, default=5, help="lab machines the hosts are spread over (default 5)")
+    ansible.add_argument(
+        "--settings",
+        type=_csv(str),
+        default=scaling.DEFAULT_SETTINGS,
+        help=f"settings to time (default: all of {','.join(scaling.SETTINGS)})",
+    )
+    ansible.add_argument("--prefix", default="bench-n", help="machine names: PREFIX01, PREFIX02, ... (default bench-n)")
+    ansible.add_argument("--first-address", default="10.231.0.160", help="address of the first machine (default .160)")
+    ansible.add_argument("--distro", default="bookworm", help="Debian release of the machines (default bookworm)")
+    ansible.add_argument("--keep", action="store_true", help="leave the machines running afterwards")
+    _output_options(ansible)
+    ansible.set_defaults(handler=run_ansible)
+
+    loop = modes.add_parser(
+        "loopback",
+        help="the app alone on loopback (throwaway PostgreSQL, Redis, Gunicorn; no lab)",
+        description=loopback.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    loopback.add_arguments(loop)
 
 
-def _check(args: argparse.Namespace) -> None:
-    """Refuse bad numbers and a missing load generator before any server starts."""
-    for name in ("duration", "connections", "threads", "workers", "items"):
-        if getattr(args, name) < 1:
-            raise FleetError(f"--{name} must be at least 1")
-    if args.warmup < 0:
-        raise FleetError("--warmup must not be negative")
-    if args.connections < args.threads:
-        raise FleetError("--connections must be at least --threads (wrk needs one connection per thread)")
-    if shutil.which("wrk") is None:
-        raise FleetError("wrk not found (apt-get install wrk)")
+class Progress:
+    """Progress lines on stderr, with the time since the start (the table and JSON go to stdout)."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def __call__(self, line: str) -> None:
+        elapsed = int(time.monotonic() - self.started)
+        self.console.print(f"[dim]{elapsed // 60:02d}:{elapsed % 60:02d}[/dim] {line}", markup=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    _check(args)
-    # The harness's heavy imports (the app, its migrations, drivers) load only when it runs.
-    from fastapi_fleet_app import migrate
-    from fleet.bench.throwaway import GunicornServer, PostgresServer, RedisServer, app_environment
+def _write(document: dict[str, Any], output: Path | None, kind: str, as_json: bool, note: Progress) -> Path:
+    path = output or DEFAULT_OUTPUT_DIR / f"{kind}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    if as_json:
+        print(json.dumps(document, indent=2))
+    note(f"JSON: {path}")
+    return path
 
-    with ExitStack() as stack:
-        postgres = stack.enter_context(PostgresServer())
-        redis_server = stack.enter_context(RedisServer())
-        migrate.upgrade(postgres.url)
-        _seed(postgres.url, args.items)
-        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fleet-bench-")))
 
-        def gunicorn(name: str, **settings: str) -> GunicornServer:
-            env = app_environment(postgres.url, redis_server.url, error_log=str(logs / f"{name}.log"), **settings)
-            env["PROMETHEUS_MULTIPROC_DIR"] = str(logs / f"{name}-metrics")
-            return stack.enter_context(GunicornServer(env, workers=args.workers))
+def run_stack(args: argparse.Namespace) -> int:
+    from fleet.bench import stack
 
-        # No worker recycling mid-run: a restart would close wrk's keep-alive connections.
-        cached = gunicorn("cached", max_requests="0")
-        uncached = gunicorn("uncached", max_requests="0", cache_ttl_seconds="0")
-        item = f"/api/v1/items/{ITEM_ID}"
-        scenarios = [
-            ("health", cached, "/health"),
-            ("item (cache hit)", cached, item),
-            ("item (database read)", uncached, item),
-            ("list (database)", uncached, LIST_PATH),
-        ]
-        results = []
-        hit_ratio = 0.0
-        for name, server, path in scenarios:
-            url = server.base_url + path
-            if args.warmup:
-                _wrk(url, args, args.warmup)
-            hits_before = _cache_hits(server.base_url)
-            result = parse_wrk(name, path, _wrk(url, args, args.duration))
-            if server is cached and path == item:
-                hit_ratio = (_cache_hits(server.base_url) - hits_before) / max(result.requests, 1)
-            results.append(result)
-    _report(results, hit_ratio, args)
-    return 1 if any(result.errors for result in results) else 0
+    options = stack.Options(
+        source=resolve_source(args.inventory, args.vault_password_file),
+        extra_vars=tuple(args.extra_vars),
+        deployments=tuple(args.deployments),
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        connections=args.connections,
+        threads=args.threads,
+        timeout=args.timeout,
+        items=args.items,
+        restore=not args.no_restore,
+        allow=tuple(args.allow or ()),
+        load_balancer=args.load_balancer,
+        app_host=args.app_host,
+        output_dir=DEFAULT_OUTPUT_DIR,
+        verbose=args.verbose,
+    )
+    note = Progress()
+    hosts, target = stack.prepare(options)  # bad input: exit 2 before any host changes
+    outcome = stack.Outcome()
+    failure: FleetError | None = None
+    try:
+        stack.run(options, hosts, target, note, outcome)
+    except stack.DeployError as exc:
+        failure = exc
+    except FleetError as exc:
+        if not outcome.deployments:
+            raise
+        failure = exc  # something changed already: report what was measured, exit 1
+    settings = {
+        "duration_s": options.duration,
+        "warmup_s": options.warmup,
+        "rounds": options.rounds,
+        "connections": options.connections,
+        "threads": options.threads,
+        "timeout_s": options.timeout,
+        "inventory": str(options.source.path),
+        "extra_vars": list(options.extra_vars),
+    }
+    document = report.document(
+        outcome.measurements,
+        settings=settings,
+        stack=outcome.stack,
+        deployments=outcome.deployments,
+        cpus=os.cpu_count() or 0,
+    )
+    document |= {"started": outcome.started, "restored": outcome.restored, "error": str(failure) if failure else None}
+    _write(document, args.output, "stack", args.json, note)
+    if not args.json and outcome.measurements:
+        _print_stack(document, outcome.measurements, options.rounds)
+    if failure is not None:
+        print(f"fleet bench: error: {failure}", file=sys.stderr)
+        return ExitCode.FAILED
+    failed = [m for m in outcome.measurements if m.failures]
+    if failed or (outcome.restored is not None and not outcome.restored.get("ok")):
+        return ExitCode.FAILED
+    return ExitCode.OK
+
+
+def _print_stack(document: dict[str, Any], measurements: list[report.Measurement], rounds: int) -> None:
+    out = console()
+    out.print(report.table(measurements, rounds))
+    machine = document["machine"]
+    for entry in document["deployments"]:
+        deployed = ", ".join(f"{k} {v}" for k, v in entry.get("deployed", {}).items())
+        took = f" (deployed in {entry['deploy_seconds']:.0f}s)" if "deploy_seconds" in entry else ""
+        out.print(f"{entry['name']}: {deployed}{took}")
+    hits = [m.cache_hit_ratio for m in measurements if m.endpoint == "item" and m.cache_hit_ratio is not None]
+    if hits:
+        out.print(f"cache hits of the item reads: at least {min(hits):.1%}")
+    out.print(
+        f"machine: {machine['cpus']} CPUs shared by the lab, wrk and every other process; 1-minute load"
+        f" {machine['load1_min']}..{machine['load1_max']} (median {machine['load1_median']}) at the runs' starts"
+    )
+    out.print("[bold]headline (requests/s ratios of this run)[/bold]")
+    for line in report.headline(document["ratios"]):
+        out.print(f"  {line}")
+
+
+def run_ansible(args: argparse.Namespace) -> int:
+    options = ansible_runs.Options(
+        sizes=tuple(args.sizes),
+        machines=args.machines,
+        settings=tuple(args.settings),
+        prefix=args.prefix,
+        first_address=args.first_address,
+        distro=args.distro,
+        keep=args.keep,
+        output_dir=DEFAULT_OUTPUT_DIR,
+    )
+    ansible_runs.check_options(options)
+    if os.geteuid() != 0:
+        raise FleetError("fleet bench ansible boots lab machines: run it as root")
+    note = Progress()
+    outcome = ansible_runs.Outcome()
+    failure: FleetError | None = None
+    try:
+        ansible_runs.run(options, note, outcome)
+    except FleetError as exc:
+        failure = exc
+    document = scaling.document(
+        outcome.timings, outcome.settle, sizes=options.sizes, cpus=os.cpu_count() or 0, machines=options.machines
+    )
+    document |= {"started": outcome.started, "error": str(failure) if failure else None}
+    _write(document, args.output, "ansible", args.json, note)
+    if not args.json and outcome.timings:
+        out = console()
+        growths = scaling.growth(outcome.timings)
+        out.print(scaling.table(growths, sorted(options.sizes)))
+        for timing in outcome.timings:
+            if not timing.ok or timing.changed:
+                out.print(
+                    f"not a clean no-change run: {timing.setting} at {timing.hosts} hosts ({timing.changed} changed)"
+                )
+        machine = document["machine"]
+        out.print(f"machine: {machine['cpus']} CPUs, 1-minute load {machine['load1_min']}..{machine['load1_max']}")
+        for line in scaling.headline(growths):
+            out.print(f"  {line}")
+    if failure is not None:
+        print(f"fleet bench ansible: error: {failure}", file=sys.stderr)
+        return ExitCode.FAILED
+    return ExitCode.FAILED if any(not t.ok or t.changed for t in outcome.timings) else ExitCode.OK

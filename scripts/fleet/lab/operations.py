@@ -11,7 +11,7 @@ from fleet.lab import aptcache, images, machines, network
 from fleet.lab.config import LAB_USER, LabConfig, MachineSpec, check_unique
 from fleet.lab.errors import LabError
 from fleet.lab.state import LabState, MachineRecord, locked
-from fleet.lab.system import require_root, require_tools, run
+from fleet.lab.system import check_inotify_room, require_root, require_tools, run
 
 Log = Callable[[str], None]
 
@@ -100,6 +100,7 @@ def up(cfg: LabConfig, specs: list[MachineSpec], log: Log = print) -> list[Machi
         if before is not None and state.ip_forward_before is None:
             state.ip_forward_before = before
         state.save(cfg.state_file)
+        check_inotify_room(sum(1 for spec in specs if not is_running(cfg, spec.name)))
         proxy = aptcache.ensure_running(cfg)
         known = _read_known_hosts(cfg)
         started: list[MachineRecord] = []

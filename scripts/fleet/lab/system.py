@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 from fleet.lab.errors import LabError
 
@@ -54,3 +55,44 @@ def require_tools() -> None:
     missing = missing_tools()
     if missing:
         raise LabError("missing tools: " + ", ".join(missing))
+
+
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+# What one booted machine holds (systemd, dbus, logind, getty in the machine run as the host's
+# root, since machines have no user namespace): measured about 4.6 on Debian 12 images.
+INOTIFY_PER_MACHINE = 5
+
+
+def inotify_instances(uid: int = 0, proc: Path = Path("/proc")) -> int:
+    """inotify instances open by the processes of ``uid`` (the kernel's limit counts per user)."""
+    count = 0
+    for process in proc.iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            if process.stat().st_uid != uid:
+                continue
+            fds = list((process / "fd").iterdir())
+        except OSError:  # the process ended, or its fds are not ours to read
+            continue
+        for fd in fds:
+            try:
+                count += str(fd.readlink()) == "anon_inode:inotify"
+            except OSError:  # closed meanwhile
+                continue
+    return count
+
+
+def check_inotify_room(machines: int, in_use: int | None = None, limit: int | None = None) -> None:
+    """Refuse to boot machines whose systemd would hang for want of inotify instances (a host-wide limit)."""
+    if machines <= 0:
+        return
+    limit = int(INOTIFY_LIMIT.read_text()) if limit is None else limit
+    in_use = inotify_instances() if in_use is None else in_use
+    needed = machines * INOTIFY_PER_MACHINE
+    if in_use + needed > limit:
+        raise LabError(
+            f"{machines} more machines need about {needed} inotify instances and {in_use} of the host's"
+            f" {limit} (fs.inotify.max_user_instances) are in use: their systemd would not finish booting."
+            " Take machines down, or raise the limit: sysctl -w fs.inotify.max_user_instances=1024"
+        )

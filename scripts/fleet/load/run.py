@@ -60,10 +60,11 @@ function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(
     'FLEET_LOAD_RESULT {"sent":%d,"responses":%d,"duration_us":%d,"statuses":{%s},' ..
-    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    '"errors":{"connect":%d,"read":%d,"write":%d,"timeout":%d},"p50_us":%d,"p90_us":%d,"p95_us":%d,' ..
+    '"p99_us":%d,"max_us":%d}\n',
     total_sent, summary.requests, summary.duration, table.concat(parts, ","),
     errors.connect, errors.read, errors.write, errors.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(95), latency:percentile(99), latency.max))
 end
 """
 
@@ -102,6 +103,8 @@ class LoadResult:
     url: str = ""
     connections: int = 0
     output: str = field(default="", repr=False, compare=False)
+    p90_ms: float = 0.0
+    p95_ms: float = 0.0
 
     @property
     def ok(self) -> int:
@@ -151,6 +154,8 @@ def parse_result(output: str, url: str = "", connections: int = 0) -> LoadResult
             duration_s=int(data["duration_us"]) / 1e6,
             p50_ms=int(data["p50_us"]) / 1e3,
             p99_ms=int(data["p99_us"]) / 1e3,
+            p90_ms=int(data.get("p90_us", 0)) / 1e3,
+            p95_ms=int(data.get("p95_us", 0)) / 1e3,
             max_ms=int(data["max_us"]) / 1e3,
             url=url,
             connections=connections,
