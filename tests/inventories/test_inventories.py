@@ -76,11 +76,12 @@ def test_site_playbook_syntax(name, vault_pass):
     assert proc.returncode == 0, proc.stderr
 
 
-def test_fleet_scenario_uses_every_lab_group_vars_file():
-    # molecule/fleet links the lab's group_vars file by file (beside its own scenario.yml):
-    # a lab file it does not link would silently be missing from the fleet scenario.
+@pytest.mark.parametrize("inventory", ["molecule/fleet/inventory", "inventories/bench"])
+def test_lab_based_inventories_use_every_lab_group_vars_file(inventory):
+    # molecule/fleet and the bench lab link the lab's group_vars file by file (beside their
+    # own settings): a lab file one does not link would silently be missing there.
     lab = REPO / "inventories" / "lab" / "group_vars" / "all"
-    fleet = REPO / "molecule" / "fleet" / "inventory" / "group_vars" / "all"
+    linked = REPO / inventory / "group_vars" / "all"
     for path in lab.iterdir():
-        link = fleet / path.name
+        link = linked / path.name
         assert link.is_symlink() and link.resolve() == path.resolve(), f"link {link} to {path}"
