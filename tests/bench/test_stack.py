@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -18,6 +19,7 @@ from fleet.bench import stack
 from fleet.bench.stack import Options, Seeded, Stack
 from fleet.errors import FleetError
 from fleet.ops.inventory import Host, InventorySource
+from fleet.ops.remote import Result
 
 HOSTS = [
     Host("lb1", ("loadbalancers",), {"ansible_host": "10.231.0.140", "nginx_static_path": "/nginx-static"}),
@@ -166,7 +168,21 @@ def server() -> Iterator[str]:
     httpd.server_close()
 
 
-def test_measure_deployment_on_loopback(server):
+@pytest.fixture
+def metrics_over_ssh(monkeypatch, server) -> list[tuple[str, str]]:
+    """The harness reads /metrics on the app host over SSH: here the stand-in's, and the calls recorded."""
+    calls: list[tuple[str, str]] = []
+
+    def run_one(host: Host, command: str, **_: object) -> Result:
+        calls.append((host.name, command))
+        with urllib.request.urlopen(server + "/metrics", timeout=5) as response:
+            return Result(host.name, 0, response.read().decode(), "")
+
+    monkeypatch.setattr(stack, "run_one", run_one)
+    return calls
+
+
+def test_measure_deployment_on_loopback(server, metrics_over_ssh):
     s = Stack(HOSTS[0], HOSTS[1], server, server, "/static", ("app1",))
     options = replace(OPTIONS, duration=1, warmup=0, rounds=2, connections=4, threads=1)
     notes: list[str] = []
@@ -183,6 +199,9 @@ def test_measure_deployment_on_loopback(server):
     item = next(m for m in measurements if m.endpoint == "item" and m.route == "direct")
     assert item.cache_hit_ratio == 1.0  # every read counted as a hit by the stand-in's /metrics
     assert next(m for m in measurements if m.endpoint == "health").cache_hit_ratio is None
+    # Two reads per item run, on the app host from loopback (the app's /metrics refuses the control node).
+    assert metrics_over_ssh[0] == (HOSTS[1].name, "curl -sf --max-time 5 http://127.0.0.1:8000/metrics")
+    assert len(metrics_over_ssh) == 2 * 2 * 2
 
 
 def test_verbose_notes_every_run(server):

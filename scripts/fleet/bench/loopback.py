@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
+from fleet.bench.report import cache_hits_in
 from fleet.errors import FleetError
 from fleet.load import LoadError, LoadResult, run_load
 from fleet.ops.output import console
@@ -71,16 +72,8 @@ def ratios(results: list[Result]) -> dict[str, float]:
 def _cache_hits(base_url: str) -> float:
     import urllib.request
 
-    from prometheus_client.parser import text_string_to_metric_families
-
     with urllib.request.urlopen(base_url + "/metrics", timeout=10) as response:  # noqa: S310 - loopback http
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "app_cache_requests_total" and sample.labels.get("result") == "hit"
-    )
+        return cache_hits_in(response.read().decode())
 
 
 def _seed(database_url: str, count: int) -> None:

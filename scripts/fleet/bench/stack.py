@@ -334,25 +334,25 @@ def deployed_settings(stack: Stack, hosts: list[Host]) -> dict[str, str]:
 # --- measuring ------------------------------------------------------------------------------
 
 
-def cache_hits(app_url: str) -> float | None:
-    """The app host's cache hits so far (its /metrics, summed over the workers); None when unreadable."""
-    from prometheus_client.parser import text_string_to_metric_families
+def cache_hits(app: Host) -> float | None:
+    """The app host's cache hits so far; None when unreadable.
 
+    Read on the host itself from loopback over SSH: the app answers /metrics only to loopback
+    and the monitoring hosts, never to the control node.
+    """
+    port = setting(app, "app", "app_port")
+    result = run_one(app, f"curl -sf --max-time 5 http://127.0.0.1:{port}/metrics", timeout=30)
+    if not result.ok:
+        return None
     try:
-        text = httpx.get(app_url + "/metrics", timeout=HTTP_TIMEOUT).text
-        return sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name == "app_cache_requests_total" and sample.labels.get("result") == "hit"
-        )
-    except (httpx.HTTPError, ValueError):
+        return report.cache_hits_in(result.stdout)
+    except ValueError:
         return None
 
 
 def measure(target: Target, options: Options, stack: Stack, duration: int) -> RunFigures:
     """One wrk run on one target; for the item read, the share of its requests that hit the cache."""
-    before = cache_hits(stack.app_url) if target.endpoint == "item" else None
+    before = cache_hits(stack.app) if target.endpoint == "item" else None
     load1 = os.getloadavg()[0]
     allow = {"allow": options.allow} if options.allow else {}
     try:
@@ -368,7 +368,7 @@ def measure(target: Target, options: Options, stack: Stack, duration: int) -> Ru
         raise FleetError(f"{target.url}: {exc}") from None
     hit_ratio = None
     if before is not None:
-        after = cache_hits(stack.app_url)
+        after = cache_hits(stack.app)
         # Direct runs reach only this app host's counter; proxied ones too when it is the only app host.
         if after is not None and (target.route == "direct" or len(stack.app_hosts) == 1) and result.ok:
             hit_ratio = round(min(1.0, (after - before) / result.ok), 4)
