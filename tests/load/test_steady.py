@@ -180,13 +180,26 @@ def test_non_2xx_by_status_and_resets_are_counted(app):
     result = run_steady(url, rate=50, duration=0.6, mix="health", **PATIENT)
     assert result.sent == 30
     assert result.non_2xx == {503: state.failed}
-    assert result.errors == {"refused": 0, "reset": state.resets, "timeout": 0, "other": 0}
-    assert result.ok_2xx + state.failed + state.resets == 30
-    assert result.failures == state.failed + state.resets > 0
+    # A GET whose connection closed before any answer is sent once more (and answered then).
+    assert state.resets > 0 and result.retried == state.resets
+    assert result.errors == {"refused": 0, "reset": 0, "timeout": 0, "other": 0}
+    assert result.ok_2xx + state.failed == 30
+    assert result.failures == state.failed > 0
     assert not result.clean
-    assert f"non-2xx={state.failed} (503:{state.failed}) errors={state.resets} (refused 0, reset {state.resets}," in (
-        result.line()
-    )
+    assert f"non-2xx={state.failed} (503:{state.failed}) errors=0 (refused 0, reset 0," in result.line()
+    assert result.line().endswith(f" retried={state.resets}")
+
+
+def test_a_reset_post_or_patch_is_never_sent_again(app):
+    url, state = app
+    state.reset_every = 1  # every connection closes without an answer, retries too
+    result = run_steady(url, rate=40, duration=0.5, mix="items", **PATIENT)
+    assert result.sent == 20 and result.ok_2xx == 0
+    assert result.errors["reset"] == 20
+    arrived = [method for _, method, _ in state.arrivals]
+    assert arrived.count("POST") == result.by_method["POST"] > 0  # once each: never duplicated
+    assert arrived.count("PATCH") == result.by_method.get("PATCH", 0)
+    assert arrived.count("GET") == 2 * result.by_method["GET"] == 2 * result.retried  # once more, once
 
 
 def test_a_post_succeeds_only_with_201(app):

@@ -23,7 +23,7 @@ from typing import Self, TypedDict, Unpack
 import httpx
 
 from fleet.load.mix import MIXES, Call, Collect, Mix, health_release
-from fleet.load.tally import SteadyResult, Tally, error_kind
+from fleet.load.tally import IDEMPOTENT_METHODS, SteadyResult, Tally, error_kind
 from fleet.load.targets import DEFAULT_ALLOWED_NETWORKS, LoadError, check_target
 from fleet.tls import tls_context
 
@@ -223,7 +223,15 @@ class SteadyLoad:
         started = self._loop.time()
         try:
             async with asyncio.timeout(self.timeout):
-                response = await client.request(call.method, call.path, json=call.body)
+                try:
+                    response = await client.request(call.method, call.path, json=call.body)
+                except (httpx.HTTPError, OSError) as exc:
+                    # An idempotent request whose connection closed before any answer is sent
+                    # once more, as HTTP clients do (RFC 9112, 9.3.1); a POST or PATCH never.
+                    if call.method not in IDEMPOTENT_METHODS or error_kind(exc) != "reset":
+                        raise
+                    tally.retried += 1
+                    response = await client.request(call.method, call.path, json=call.body)
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             tally.errors[error_kind(exc)] += 1
             return

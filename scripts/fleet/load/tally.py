@@ -11,6 +11,8 @@ from itertools import pairwise
 import httpx
 
 ERROR_KINDS = ("refused", "reset", "timeout", "other")
+# Methods a client may send again when the connection closed before any answer (RFC 9112, 9.3.1).
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 
@@ -39,7 +41,10 @@ class SteadyResult:
 
     ``non_2xx`` maps each status that was not a success to its count: any non-2xx, and
     a POST answered with anything but 201. ``errors`` counts requests that got no answer,
-    by kind (:data:`ERROR_KINDS`). ``skipped`` counts scheduled requests that were not sent
+    by kind (:data:`ERROR_KINDS`); ``retried`` the idempotent requests sent once more, as
+    HTTP clients do, after their reused connection closed before any answer (a load
+    balancer's reload closes idle connections; one that just carried a request races it),
+    counted in ``sent`` once. ``skipped`` counts scheduled requests that were not sent
     because ``max_in_flight`` requests were already waiting. ``max_gap_s`` is the longest
     time without a successful response, from the first scheduled request to the end of the
     run (responses still in flight at the end included). ``collected`` counts the values a
@@ -62,6 +67,7 @@ class SteadyResult:
     by_method: dict[str, int] = field(default_factory=dict)
     collected: dict[str, int] = field(default_factory=dict)
     created_ids: tuple[int, ...] = field(default=(), repr=False)
+    retried: int = 0
 
     @property
     def failures(self) -> int:
@@ -85,6 +91,7 @@ class SteadyResult:
             f" rate={self.rate:g}/s duration={self.duration_s:.1f}s mix={self.mix}{f' ({methods})' if methods else ''}"
             f"{f' created={len(self.created_ids)}' if self.created_ids else ''}"
             f"{f' collected: {collected}' if collected else ''}"
+            f"{f' retried={self.retried}' if self.retried else ''}"
         )
 
 
@@ -110,6 +117,7 @@ class Tally:
     end: float = 0.0
     sent: int = 0
     skipped: int = 0
+    retried: int = 0
     ok_2xx: int = 0
     non_2xx: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -144,4 +152,5 @@ class Tally:
             by_method=dict(self.by_method),
             collected=dict(self.collected),
             created_ids=created_ids,
+            retried=self.retried,
         )
