@@ -22,19 +22,6 @@ from typing import Any
 
 from rich.table import Table
 
-
-def cache_hits_in(metrics: str) -> float:
-    """The app's cache hits in one /metrics answer (Prometheus text), summed over the workers."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(metrics)
-        for sample in family.samples
-        if sample.name == "app_cache_requests_total" and sample.labels.get("result") == "hit"
-    )
-
-
 ENDPOINTS = ("health", "item", "list")
 ROUTES = ("proxied", "direct")
 CEILING = ("static", "ceiling")  # the endpoint and route of nginx's own answer
@@ -47,6 +34,18 @@ ENDPOINT_LABELS = {
     "static": "nginx static",
 }
 ROUTE_LABELS = {"proxied": "load balancer", "direct": "app host direct", "ceiling": "load balancer"}
+
+
+def cache_hits_in(metrics: str) -> float:
+    """The app's cache hits in one /metrics answer (Prometheus text), summed over the workers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "app_cache_requests_total" and sample.labels.get("result") == "hit"
+    )
 
 
 @dataclass(frozen=True)
