@@ -9,12 +9,16 @@ next request on one of them reads a reset or an EOF; the draining worker must an
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,11 +26,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from fastapi_fleet_app.worker import RecycleGate
+from fastapi_fleet_app.worker import HeadWithBodyTransport, RecycleGate
 from fleet.bench.throwaway import LOOPBACK, GunicornServer, PostgresServer, RedisServer, app_environment
 
 ReadLog = Callable[[Path], list[dict[str, object]]]
 MAX_REQUESTS = 8
+# Offset of tcpi_data_segs_in in Linux's struct tcp_info (include/uapi/linux/tcp.h, Linux 4.6+).
+TCP_INFO_DATA_SEGS_IN = 152
 
 
 def _written(path: Path) -> list[dict[str, object]]:
@@ -231,3 +237,95 @@ def test_two_workers_never_recycle_together(
     assert len(_messages(lines, "Maximum request limit")) >= 3
     assert most_away == 1, "two workers were away at the same time"
     assert _messages(lines, "Request limit of 20 reached; recycle deferred")
+
+
+def _data_segments_received(sock: socket.socket) -> int:
+    """``tcpi_data_segs_in`` of Linux's ``struct tcp_info``: segments that carried data to this socket."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return struct.unpack_from("I", info, TCP_INFO_DATA_SEGS_IN)[0]
+
+
+def _get(sock: socket.socket, path: str) -> bytes:
+    """One keep-alive GET on a raw socket; the complete response (head and Content-Length body)."""
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {LOOPBACK}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    length = int(lengths[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head
+
+
+def test_a_response_leaves_in_one_segment(recycling_server: GunicornServer) -> None:
+    # A head sent apart from its body is what a cut link can split: the proxy has passed the
+    # head on and cannot retry the request elsewhere. On loopback (MSS 64 KiB) a response
+    # written with one send arrives as one segment.
+    item = http.client.HTTPConnection(LOOPBACK, recycling_server.port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    item.request("POST", "/api/v1/items", body=json.dumps({"name": "one-segment"}), headers=headers)
+    created = item.getresponse()
+    item_id = json.loads(created.read())["id"]
+    item.close()
+    with socket.create_connection((LOOPBACK, recycling_server.port), timeout=10) as sock:
+        segments = [_data_segments_received(sock)]
+        for path in ("/health", f"/api/v1/items/{item_id}", "/api/v1/items/999999"):
+            head = _get(sock, path)
+            segments.append(_data_segments_received(sock))
+            assert head.startswith(b"HTTP/1.1 "), head
+    assert segments == [0, 1, 2, 3], f"data segments received after each response: {segments}"
+
+
+class RecordingTransport:
+    """The calls a response cycle makes on its transport."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def test_a_held_head_never_waits_for_a_slow_body() -> None:
+    async def scenario() -> list[tuple[str, bytes]]:
+        transport = RecordingTransport()
+        cycle = types.SimpleNamespace(response_started=False)
+        wrapped = HeadWithBodyTransport(transport, cycle)  # type: ignore[arg-type]
+        wrapped.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # before the response: not held
+        cycle.response_started = True
+        wrapped.write(b"HEAD")
+        assert transport.calls == [("write", b"HTTP/1.1 100 Continue\r\n\r\n")]
+        await asyncio.sleep(0)  # a stream's first chunk comes later: the head leaves on the next turn
+        await asyncio.sleep(0)
+        wrapped.write(b"chunk")
+        wrapped.close()
+        return transport.calls
+
+    assert asyncio.run(scenario()) == [
+        ("write", b"HTTP/1.1 100 Continue\r\n\r\n"),
+        ("write", b"HEAD"),
+        ("write", b"chunk"),
+        ("close", b""),
+    ]
+
+
+def test_a_held_head_leaves_before_the_close() -> None:
+    async def scenario() -> list[tuple[str, bytes]]:
+        transport = RecordingTransport()
+        wrapped = HeadWithBodyTransport(transport, types.SimpleNamespace(response_started=True))  # type: ignore[arg-type]
+        wrapped.write(b"HEAD")
+        wrapped.close()  # an app that failed after starting its response
+        await asyncio.sleep(0)
+        return transport.calls
+
+    assert asyncio.run(scenario()) == [("write", b"HEAD"), ("close", b"")]

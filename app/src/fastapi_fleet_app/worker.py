@@ -23,6 +23,15 @@ A recycled worker is away until its replacement has booted (seconds on a busy ho
 that recycles never leave a host with no worker accepting, a worker at its request limit
 recycles only while all its siblings are serving (:class:`RecycleGate`); otherwise it
 keeps serving and asks again on the next tick, for up to ``APP_TIMEOUT`` seconds.
+
+Uvicorn writes a response's head and its body with two ``send`` calls, so they leave as two
+TCP segments. A proxy that has the head has already passed it to its client, and can no longer
+send the request to another server: if the app host's link is cut between the two segments,
+the client's connection is closed mid-response (one such read error in 270,000 requests with an
+app host cut off mid-run). The head is therefore held until the body's first write, and both
+leave in one ``send`` (one segment for a response smaller than the MSS, as every JSON answer of
+the app is); a body that is not produced in the same turn of the event loop (a stream) does
+not wait: the head leaves on the loop's next turn (:class:`HeadWithBodyTransport`).
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ from typing import Any, ClassVar
 import uvicorn_worker
 from gunicorn.arbiter import Arbiter
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.server import Server
 
 log = logging.getLogger("uvicorn.error")
@@ -116,8 +125,59 @@ class RecycleGate:
         return cls(Path(directory), workers)
 
 
+class HeadWithBodyTransport:
+    """A response cycle's transport: the response head leaves with the body's first write.
+
+    The head is the first write once the cycle has started its response (a ``100 Continue``
+    comes before that and is not held). It is held until the next write, which then carries
+    head and body in one ``send``, or until the event loop's next turn, whichever is first;
+    closing the transport sends it first. Everything else is the real transport's.
+    """
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._head_seen = False
+        self._flush_handle: asyncio.Handle | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data = self._take_head() + data
+        elif not self._head_seen and self._cycle.response_started:
+            self._head_seen = True
+            self._head = data
+            self._flush_handle = asyncio.get_running_loop().call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def _take_head(self) -> bytes:
+        head, self._head = self._head or b"", None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        return head
+
+    def _flush(self) -> None:
+        if self._head is None:
+            return
+        head = self._take_head()
+        if not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # noqa: ANN401 - the real transport's other attributes
+        return getattr(self._transport, name)
+
+
 class DrainingHttpToolsProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol whose shutdown never closes an idle connection."""
+    """Uvicorn's httptools protocol: a response's head leaves with its body; shutdown closes no idle connection."""
 
     draining = False
 
@@ -129,7 +189,11 @@ class DrainingHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        if self.draining and self.cycle is not None:
+        if self.cycle is None:
+            return
+        if not isinstance(self.cycle.transport, HeadWithBodyTransport):
+            self.cycle.transport = HeadWithBodyTransport(self.transport, self.cycle)  # type: ignore[assignment]
+        if self.draining:
             self.cycle.keep_alive = False
 
 
