@@ -10,6 +10,8 @@ import httpx
 import pytest
 import redis
 
+from fastapi_fleet_app.app import create_app
+from fastapi_fleet_app.settings import Settings
 from fleet.bench.throwaway import RedisServer
 
 pytestmark = pytest.mark.asyncio
@@ -131,3 +133,30 @@ async def test_missed_invalidation_replayed(
     assert (await client.get(url)).json()["name"] == "new"
     assert redis_client.get(_key(item["id"])) is not None  # re-cached, fresh
     assert (await client.get(url)).json()["name"] == "new"
+
+
+async def test_a_starting_worker_opens_its_redis_connections_before_serving(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    # A worker recycled under load would otherwise open them all at once while serving.
+    before = redis_client.info("clients")["connected_clients"]
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        opened = redis_client.info("clients")["connected_clients"] - before
+        assert opened == settings.redis_max_connections
+    assert redis_client.info("clients")["connected_clients"] == before
+
+
+async def test_a_worker_starts_and_serves_while_redis_is_down(
+    settings: Settings, restart_redis: RedisServer, log_file: Path, read_log: Callable[[Path], list[dict[str, object]]]
+) -> None:
+    restart_redis.stop()
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as http:
+            assert (await http.get("/health")).status_code == 200
+            created = (await http.post(ITEMS, json={"name": "no cache"})).json()
+            assert (await http.get(f"{ITEMS}/{created['id']}")).json() == created
+    messages = [line["message"] for line in read_log(log_file)]
+    assert "redis connections not opened ahead" in messages

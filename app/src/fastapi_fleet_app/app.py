@@ -27,7 +27,7 @@ POOL_METRICS_INTERVAL = 5.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the PostgreSQL pool and Redis client; close both on shutdown.
+    """Open the PostgreSQL pool and the Redis connections; close both on shutdown.
 
     The pool connects in the background, so the app starts (and ``/ready`` says 503)
     while PostgreSQL is still down.
@@ -36,6 +36,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pool = create_pool(settings)
     await pool.open(wait=False)
     cache = ItemCache(create_redis(settings), settings.cache_ttl_seconds, settings.cache_retry_seconds)
+    await cache.warm(settings.redis_max_connections)
     app.state.resources = Resources(settings=settings, pool=pool, cache=cache)
     metrics.BUILD_INFO.labels(package_version(), settings.release).set(1)
     observer = asyncio.create_task(metrics.observe_pool_forever(pool, POOL_METRICS_INTERVAL))

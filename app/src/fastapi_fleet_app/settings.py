@@ -76,7 +76,8 @@ class Settings(BaseSettings):
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
-    redis_max_connections: int = Field(default=50, ge=1, le=10_000)
+    # Opened when a worker starts (each Redis command holds one for a round trip of about a millisecond).
+    redis_max_connections: int = Field(default=16, ge=1, le=1_000)
     redis_timeout_seconds: float = Field(default=0.5, gt=0, le=60)
     cache_ttl_seconds: int = Field(default=60, ge=0)
     cache_retry_seconds: float = Field(default=2.0, ge=0, le=3600)
