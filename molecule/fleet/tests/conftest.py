@@ -20,12 +20,6 @@ MACHINES = ("lb1", "app1", "app2", "db1", "cache1", "mon1")
 CONTROL = "control"
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "alone: measures times (p99, gaps, alert delays); scripts/test.sh runs them with nothing beside"
-    )
-
-
 @pytest.fixture(scope="session")
 def inventory_file(request) -> str:
     path = request.config.option.ansible_inventory

@@ -17,9 +17,6 @@ from deploys import APP_ROOT, current_release, make_release, run_playbook, runni
 
 from fleet.load import start_steady
 
-# Measures the deploy's longest gap between answers: run with nothing else loading the machine (scripts/test.sh).
-pytestmark = pytest.mark.alone
-
 APP_HOSTS = ("app1", "app2")
 # Below nginx's 20 r/s per client address on /api/ (three requests in four go there).
 RATE = 16

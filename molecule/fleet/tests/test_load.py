@@ -21,9 +21,6 @@ from conftest import address
 from fleet.lab import network
 from fleet.load import start_load
 
-# Measures the p99 of load runs: run with nothing else loading the machine (scripts/test.sh).
-pytestmark = pytest.mark.alone
-
 testinfra_hosts = ["lb1"]
 
 SECONDS = max(60, int(os.environ.get("FLEET_LOAD_SECONDS", "60")))

@@ -18,9 +18,6 @@ import urllib.parse
 import pytest
 from conftest import CONTROL, MACHINES, address, tcp_matrix
 
-# Measures the time an alert takes to fire: run with nothing else loading the machine (scripts/test.sh).
-pytestmark = pytest.mark.alone
-
 testinfra_hosts = ["lb1"]
 
 APP_UNITS = "fastapi-fleet.socket fastapi-fleet.service"
