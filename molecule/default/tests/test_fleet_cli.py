@@ -8,10 +8,12 @@ host reported on its own line with exit 3; host keys from UserKnownHostsFile and
 
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -165,25 +167,63 @@ def test_logs_are_prefixed_with_the_host(inventory):
     assert all(line.split(" | ", 1)[0].strip() in app_hosts for line in lines)
 
 
+def _lines_of(process: subprocess.Popen) -> queue.Queue:
+    """The process' stdout lines as they come (a queue fed by a thread; None at the end)."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _read_until(lines: queue.Queue, seen: list, done, timeout: float) -> bool:
+    """Collect lines into `seen` until done(seen) holds (True), the end or the timeout (False)."""
+    deadline = time.monotonic() + timeout
+    while not done(seen):
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        seen.append(line)
+    return True
+
+
 def test_logs_follow_until_interrupted(inventory):
+    lb_hosts = hosts_of(inventory, "loadbalancers")
     process = subprocess.Popen(
-        [FLEET, "logs", "nginx", "-f", "-n", "3", "-i", inventory],
+        [FLEET, "logs", "nginx", "-f", "-n", "1", "-i", inventory],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(8)
-    for name in hosts_of(inventory, "loadbalancers"):
-        host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
-        host.run("systemctl reload nginx")  # a fresh journal line while following
-    time.sleep(4)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=30)
+    lines = _lines_of(process)
+    before: list[str] = []
+    after: list[str] = []
+    try:
+        # Following on every load balancer: each one's last journal line has come.
+        following = _read_until(
+            lines, before, lambda seen: {line.split(" | ", 1)[0].strip() for line in seen} >= set(lb_hosts), 120
+        )
+        assert following, before
+        for name in lb_hosts:
+            host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+            host.run("systemctl reload nginx")  # a fresh journal line while following
+        reloaded = _read_until(lines, after, lambda seen: any("eload" in line for line in seen), 120)
+        assert reloaded, after
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    err = process.stderr.read()
+    _read_until(lines, after, lambda seen: False, 5)  # the rest, up to the end
     assert process.returncode == 0, err
-    assert "Traceback" not in out + err
-    lb_hosts = hosts_of(inventory, "loadbalancers")
-    assert any("Reload" in line or "reload" in line for line in out.splitlines())
-    assert all(line.split(" | ", 1)[0].strip() in lb_hosts for line in out.splitlines())
+    assert "Traceback" not in "\n".join(before + after) + err
+    assert all(line.split(" | ", 1)[0].strip() in lb_hosts for line in before + after)
 
 
 def test_smoke_passes(inventory):
