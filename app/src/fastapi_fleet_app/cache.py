@@ -98,8 +98,8 @@ class ItemCache:
         else:
             log.error("too many missed invalidations; stale items may be served until TTL")
 
-    async def warm(self, connections: int) -> int:
-        """Open the pool's connections now, before the worker serves; how many are open.
+    async def warm(self, connections: int) -> None:
+        """Open the pool's connections now, before the worker serves.
 
         A worker that starts under load (a recycle) would otherwise open them all at once
         while it serves: dozens of TLS handshakes on a busy event loop took longer than the
@@ -108,7 +108,7 @@ class ItemCache:
         the warm-up at its first connect; the requests' own retries handle it from there.
         """
         if not self.enabled:
-            return 0
+            return
         pool = self._client.connection_pool
         opened: list[AbstractConnection] = []
         try:
@@ -119,7 +119,6 @@ class ItemCache:
         finally:
             for connection in opened:
                 await pool.release(connection)
-        return len(opened)
 
     async def ping(self) -> None:
         """Raise unless Redis answers PING."""

@@ -41,6 +41,11 @@ def hosts_of(inventory, pattern="all"):
     return [h["host"] for h in document["hosts"]]
 
 
+def _host_of(line: str) -> str:
+    """The host a `fleet logs` line is prefixed with."""
+    return line.split(" | ", 1)[0].strip()
+
+
 def copy_inventory(inventory: str, target: Path, extra: dict) -> Path:
     """The scenario's inventory (group_vars dereferenced) plus one more inventory file."""
     source = Path(inventory)
@@ -164,7 +169,7 @@ def test_logs_are_prefixed_with_the_host(inventory):
     app_hosts = hosts_of(inventory, "app")
     lines = done.stdout.splitlines()
     assert lines
-    assert all(line.split(" | ", 1)[0].strip() in app_hosts for line in lines)
+    assert all(_host_of(line) in app_hosts for line in lines)
 
 
 def _lines_of(process: subprocess.Popen) -> queue.Queue:
@@ -207,9 +212,7 @@ def test_logs_follow_until_interrupted(inventory):
     after: list[str] = []
     try:
         # Following on every load balancer: each one's last journal line has come.
-        following = _read_until(
-            lines, before, lambda seen: {line.split(" | ", 1)[0].strip() for line in seen} >= set(lb_hosts), 120
-        )
+        following = _read_until(lines, before, lambda seen: {_host_of(line) for line in seen} >= set(lb_hosts), 120)
         assert following, before
         for name in lb_hosts:
             host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
@@ -223,7 +226,7 @@ def test_logs_follow_until_interrupted(inventory):
     _read_until(lines, after, lambda seen: False, 5)  # the rest, up to the end
     assert process.returncode == 0, err
     assert "Traceback" not in "\n".join(before + after) + err
-    assert all(line.split(" | ", 1)[0].strip() in lb_hosts for line in before + after)
+    assert all(_host_of(line) in lb_hosts for line in before + after)
 
 
 def test_smoke_passes(inventory):
