@@ -36,6 +36,18 @@ def test_inventory_one_host_with_every_tier_and_base_hosts():
     )
 
 
+def test_hosts_sharing_a_machine_write_its_node_exporter_the_same():
+    names = scaling.host_names("bench-n", 7)
+    addresses = [f"10.231.0.{160 + i}" for i in range(7)]
+    where = scaling.placement(7, 5)
+    machine_of = {addresses[i]: addresses[where[i]] for i in range(7)}
+    hosts = scaling.inventory(names, addresses, "bookworm", machine_of=machine_of)["all"]["hosts"]
+    assert hosts["bench-n06"]["exporters_listen_address"] == "10.231.0.161"
+    assert hosts["bench-n07"]["exporters_listen_address"] == "10.231.0.162"
+    for alone in names[:5]:
+        assert "exporters_listen_address" not in hosts[alone]
+
+
 def test_placement_spreads_base_hosts_over_the_other_machines():
     assert scaling.placement(5, 5) == [0, 1, 2, 3, 4]
     assert scaling.placement(10, 5) == [0, 1, 2, 3, 4, 1, 2, 3, 4, 1]

@@ -81,7 +81,12 @@ def check_options(options: Options) -> list[str]:
 
 
 def write_inventory(
-    directory: Path, names: Sequence[str], addresses: Sequence[str], distro: str, known_hosts: str | None = None
+    directory: Path,
+    names: Sequence[str],
+    addresses: Sequence[str],
+    distro: str,
+    known_hosts: str | None = None,
+    machine_of: dict[str, str] | None = None,
 ) -> Path:
     """hosts.yml for the fleet and group_vars/all linking the lab's connection, secrets and firewall."""
     group_vars = directory / "group_vars" / "all"
@@ -92,7 +97,7 @@ def write_inventory(
             link.symlink_to(source)
     (directory / "hosts.yml").write_text(
         "---\n# Written by fleet bench ansible.\n"
-        + yaml.safe_dump(scaling.inventory(names, addresses, distro, known_hosts), sort_keys=False)
+        + yaml.safe_dump(scaling.inventory(names, addresses, distro, known_hosts, machine_of), sort_keys=False)
     )
     return directory
 
@@ -205,7 +210,7 @@ def run(options: Options, note: Note, outcome: Outcome) -> None:
             raise FleetError(f"the first converge failed: see its log in {options.output_dir}")
         for size in sorted(options.sizes):
             directory = write_inventory(
-                base / f"{size}-hosts", names[:size], addresses[:size], options.distro, str(known)
+                base / f"{size}-hosts", names[:size], addresses[:size], options.distro, str(known), machine_of
             )
             note(f"{size} hosts: settling run (facts of the new hosts; the timed runs are then no-change runs)")
             outcome.settle.append(_timed(directory, scaling.SETTINGS["bundle"], size, options, "settle", note))

@@ -7,8 +7,10 @@ kernel settings, limits, journald, the deploy user: the light role set that grow
 No setting of any host depends on the others, so hosts can share a machine: each inventory
 host has an address of its own (its own SSH connections, as on separate machines) and the
 base hosts are spread over the lab machines there is room for (a host's inotify limit caps
-how many machines boot). Each setting is Ansible's configuration through its environment
-variables, over the repository's ansible.cfg; the time is a no-change ``site.yml`` run.
+how many machines boot). What a machine runs once for all its inventory hosts (the node
+exporter) is written the same by each of them: it listens on the machine's own address.
+Each setting is Ansible's configuration through its environment variables, over the
+repository's ansible.cfg; the time is a no-change ``site.yml`` run.
 """
 
 from __future__ import annotations
@@ -76,18 +78,29 @@ def placement(size: int, machines: int) -> list[int]:
 
 
 def inventory(
-    names: Sequence[str], addresses: Sequence[str], distro: str, known_hosts: str | None = None
+    names: Sequence[str],
+    addresses: Sequence[str],
+    distro: str,
+    known_hosts: str | None = None,
+    machine_of: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fleet of ``len(names)`` hosts: the first one every tier, the others the base system only.
 
     Base hosts skip the host firewall: its ruleset names its host, so two inventory hosts on one
     machine would rewrite each other's. ``known_hosts``: a file with the key of every address.
+    ``machine_of``: the address of the machine that carries each address; a host on another
+    host's machine has that machine's exporters (one node exporter, on the machine's address).
     """
     backend, *others = names
     tiers = {group: {"hosts": {backend: None}} for group in ("loadbalancers", "app", "postgres", "redis")}
     ssh = {}
     if known_hosts:
         ssh = {"ansible_ssh_common_args": f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"}
+    shared = {
+        address: {"exporters_listen_address": machine}
+        for address, machine in (machine_of or {}).items()
+        if machine != address
+    }
     return {
         "all": {
             "children": {
@@ -95,7 +108,7 @@ def inventory(
                 "base": {"hosts": dict.fromkeys(others), "vars": {"common_firewall_enabled": False}},
             },
             "hosts": {
-                name: {"ansible_host": address, "lab_distro": distro, **ssh}
+                name: {"ansible_host": address, "lab_distro": distro, **ssh, **shared.get(address, {})}
                 for name, address in zip(names, addresses, strict=True)
             },
         }
