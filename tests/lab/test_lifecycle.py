@@ -4,16 +4,19 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from fleet.bench import ansible_runs
 from fleet.lab import aptcache, machines, network, operations
 from fleet.lab.config import LabConfig, MachineSpec
 from fleet.lab.state import LabState
 
 NAME = "pytest-lab1"
+BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,30 @@ def test_inventory_describes_the_machine(cfg):
     assert host["ansible_user"] == "root"
     assert Path(host["ansible_ssh_private_key_file"]).exists()
     assert "StrictHostKeyChecking=yes" in host["ansible_ssh_common_args"]
+
+
+def test_an_added_address_is_one_more_inventory_host_on_the_machine(cfg, tmp_path):
+    # fleet bench ansible's fleets: inventory hosts that share a machine, each at an address of
+    # its own, reached over SSH with the machine's host key checked strictly.
+    machine = operations.instance_configs(cfg, [NAME])[0]["address"]
+    taken = {record["address"] for record in operations.instance_configs(cfg, None)}
+    extra = str(max(a for a in cfg.subnet.hosts() if str(a) not in taken and a != cfg.gateway))
+    ansible_runs.add_address(NAME, extra, cfg.subnet.prefixlen)
+    ansible_runs.add_address(NAME, extra, cfg.subnet.prefixlen)  # present already: nothing to do
+    known = tmp_path / "known_hosts"
+    machine_of = {machine: machine, extra: machine}
+    known.write_text(
+        "".join(f"{line}\n" for line in ansible_runs.known_hosts_lines(cfg.known_hosts.read_text(), machine_of))
+    )
+    inventory = ansible_runs.write_inventory(
+        tmp_path / "inventory", ["pytest-n01", "pytest-n02"], [machine, extra], "bookworm", str(known), machine_of
+    )
+    ping = subprocess.run(
+        [BIN / "ansible", "-i", str(inventory), "all", "-m", "ansible.builtin.command", "-a", "hostname"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert ping.stdout.count(f"| CHANGED | rc=0 >>\n{NAME}") == 2, ping.stdout
 
 
 def test_down_after_a_crash_leaves_no_trace(cfg):
