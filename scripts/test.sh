@@ -16,10 +16,30 @@ step() {
     "$@"
     timings+=("$(printf '%-14s %5ss' "$name" $((SECONDS - start)))")
 }
+# The lab's Debian images (debootstrap, once per machine; the tests and both scenarios boot
+# from them) build in the background while the linters run; pytest waits for them.
+mkdir -p .cache
+image_jobs=()
+for distro in bookworm trixie; do
+    fleet lab image "$distro" >".cache/lab-image-$distro.log" 2>&1 &
+    image_jobs+=("$distro:$!")
+done
+lab_images() {
+    local job failed=0
+    for job in "${image_jobs[@]}"; do
+        if ! wait "${job#*:}"; then
+            echo "test: building the ${job%%:*} image failed:" >&2
+            cat ".cache/lab-image-${job%%:*}.log" >&2
+            failed=1
+        fi
+    done
+    return $failed
+}
 step ruff ruff check .
 step ruff-format ruff format --check .
 step yamllint yamllint -s .
 step ansible-lint ansible-lint
+step lab-images lab_images
 step pytest pytest
 step molecule molecule test --all
 echo "=== timings"
