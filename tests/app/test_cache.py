@@ -11,6 +11,7 @@ import pytest
 import redis
 
 from fastapi_fleet_app.app import create_app
+from fastapi_fleet_app.cache import create_redis
 from fastapi_fleet_app.settings import Settings
 from fleet.bench.throwaway import RedisServer
 
@@ -160,3 +161,26 @@ async def test_a_worker_starts_and_serves_while_redis_is_down(
             assert (await http.get(f"{ITEMS}/{created['id']}")).json() == created
     messages = [line["message"] for line in read_log(log_file)]
     assert "redis connections not opened ahead" in messages
+
+
+async def test_the_first_request_after_a_redis_restart_finds_redis_ready(
+    client: httpx.AsyncClient, restart_redis: RedisServer
+) -> None:
+    # The worker's pooled connections were closed by the restart while it sat idle: they are
+    # replaced on their next use, not reported as a Redis failure.
+    assert (await client.get("/ready")).status_code == 200
+    restart_redis.stop()
+    restart_redis.start()
+    for _ in range(3):
+        ready = await client.get("/ready")
+        assert ready.status_code == 200, ready.text
+
+
+async def test_a_timeout_is_never_retried(settings: Settings) -> None:
+    # One more try only for a closed connection: a hung Redis costs one timeout, not two.
+    client = create_redis(settings)
+    kwargs = client.connection_pool.connection_kwargs
+    await client.aclose()
+    assert kwargs["retry_on_error"] == [redis.exceptions.ConnectionError]
+    assert kwargs["retry"].get_retries() == 1
+    assert not any(issubclass(error, redis.exceptions.TimeoutError) for error in kwargs["retry"]._supported_errors)

@@ -10,6 +10,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from fastapi_fleet_app.metrics import CACHE_REQUESTS, DEGRADED
@@ -23,7 +24,12 @@ _MAX_PENDING = 10_000
 
 
 def create_redis(settings: Settings) -> Redis:
-    """Client with short timeouts and no retries: a slow Redis must not slow requests."""
+    """Client with short timeouts and no retry after a timeout: a slow Redis must not slow requests.
+
+    A command on a pooled connection that Redis closed (a Redis restart while the worker sat
+    idle) fails at once with a connection error; it is sent once more on a new connection,
+    so a restarted Redis is not reported as failing. A timeout is never retried.
+    """
     timeout = settings.redis_timeout_seconds
     pool = BlockingConnectionPool.from_url(
         settings.redis_url.get_secret_value(),
@@ -31,7 +37,8 @@ def create_redis(settings: Settings) -> Redis:
         timeout=timeout,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry_on_error=[RedisConnectionError],
     )
     return Redis.from_pool(pool)
 
