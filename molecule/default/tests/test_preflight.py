@@ -1,7 +1,9 @@
 """Bad inputs are refused by the preflight before any host changes.
 
-Each case runs playbooks/site.yml against the converged scenario with one bad input (extra
-vars, or an inventory with a changed group). Every case must fail in the preflight play with
+Each case runs the preflight against the converged scenario with one bad input (extra
+vars, or an inventory with a changed group): playbooks/preflight.yml, the play site.yml,
+deploy.yml and rollback.yml import first, and for a few cases site.yml itself, which must
+stop there (no play after it starts). Every case must fail in the preflight play with
 one message naming the host, the variable, the value (never a secret's) and what is accepted,
 with `changed=0` on every host; the configuration of every host (files, metadata, the `current`
 release, the nftables ruleset) must be byte-for-byte the same after all cases as before them.
@@ -31,6 +33,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 PARALLEL = 10
+# Cases run through site.yml (the others through preflight.yml, which it imports first: the
+# same checks without parsing every role, about 1.5 s of CPU less per case).
+THROUGH_SITE = frozenset({"server-name-injection", "placeholder-secret-outside-lab", "two-postgres-hosts"})
 # Where a run that got past the preflight would have started changing hosts.
 FIRST_ROLE_PLAY = "PLAY [Base system on every host]"
 CONFIG_STATE = r"""
@@ -284,7 +289,8 @@ def _run(case: Case, inventory: str, directory: Path) -> subprocess.CompletedPro
     facts = directory / f"facts-{case.id}"
     shutil.copytree(directory / "facts", facts)
     env = _env(facts)
-    command = [BIN / "ansible-playbook", "-i", inventory, str(REPO / "playbooks" / "site.yml")]
+    playbook = "site.yml" if case.id in THROUGH_SITE else "preflight.yml"
+    command = [BIN / "ansible-playbook", "-i", inventory, str(REPO / "playbooks" / playbook)]
     if case.extra_vars:
         command += ["-e", json.dumps(case.extra_vars)]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False, timeout=900)
@@ -314,6 +320,7 @@ def refusals(request):
 
 def test_there_are_enough_distinct_bad_inputs():
     assert len({c.id for c in CASES}) == len(CASES) >= 25
+    assert {c.id for c in CASES} >= THROUGH_SITE
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
