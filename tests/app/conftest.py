@@ -43,11 +43,11 @@ def redis_server() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def clean(postgres: PostgresServer, redis_server: RedisServer) -> None:
-    """Empty table and cache; restart a server a previous test left stopped."""
+    """Empty tables and cache; restart a server a previous test left stopped."""
     if not (postgres.data / "postmaster.pid").exists():
         postgres.start()
     with psycopg.connect(postgres.url, autocommit=True) as conn:
-        conn.execute("TRUNCATE items RESTART IDENTITY")
+        conn.execute("TRUNCATE items, idempotency_keys RESTART IDENTITY")
     client = redis.Redis.from_url(redis_server.url)
     client.flushdb()
     client.close()

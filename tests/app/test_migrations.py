@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from alembic import command
 
+from fastapi_fleet_app import migrate
 from fastapi_fleet_app.migrate import ADVISORY_LOCK_KEY
 from fleet.bench.throwaway import PostgresServer
 
@@ -56,8 +58,9 @@ def test_concurrent_and_repeated_runs(empty_database: str) -> None:
         holder.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
     outputs = [run.communicate(timeout=60) for run in runs]
     assert [run.returncode for run in runs] == [0] * 3, outputs
-    applied = [err.count("Running upgrade  -> 0001") for _, err in outputs]
-    assert sorted(applied) == [0, 0, 1]  # exactly one run did the work
+    for step in (" -> 0001", "0001 -> 0002"):
+        applied = [err.count(f"Running upgrade {step}") for _, err in outputs]
+        assert sorted(applied) == [0, 0, 1], step  # exactly one run did the work
 
     again = _migrate(empty_database)
     out, err = again.communicate(timeout=60)
@@ -66,11 +69,37 @@ def test_concurrent_and_repeated_runs(empty_database: str) -> None:
     assert "Running upgrade" not in err
 
     with psycopg.connect(empty_database) as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert _columns(conn, "items") == ["id", "name", "description", "created_at", "updated_at"]
+        assert _columns(conn, "idempotency_keys") == [
+            "key",
+            "fingerprint",
+            "status_code",
+            "headers",
+            "body",
+            "created_at",
+        ]
+
+
+def _columns(conn: psycopg.Connection, table: str) -> list[str]:
+    query = "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position"
+    return [column for (column,) in conn.execute(query, (table,)).fetchall()]
+
+
+def test_idempotency_keys_downgrade_and_upgrade_again(empty_database: str) -> None:
+    migrate.upgrade(empty_database)
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute("INSERT INTO items (name) VALUES ('kept')")
+        conn.execute("INSERT INTO idempotency_keys (key, fingerprint) VALUES ('k', 'f')")
+        command.downgrade(migrate.alembic_config(empty_database), "0001")
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]
-        columns = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'items' ORDER BY ordinal_position"
-        ).fetchall()
-    assert [c for (c,) in columns] == ["id", "name", "description", "created_at", "updated_at"]
+        assert conn.execute("SELECT to_regclass('idempotency_keys')").fetchone() == (None,)
+        migrate.upgrade(empty_database)
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0002",)]
+        assert conn.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (0,)
+        assert conn.execute("SELECT name FROM items").fetchall() == [("kept",)]
+        indexes = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'idempotency_keys' ORDER BY 1")
+        assert indexes.fetchall() == [("idempotency_keys_created_at",), ("idempotency_keys_pkey",)]
 
 
 def test_failure_is_one_clear_line(postgres: PostgresServer) -> None:

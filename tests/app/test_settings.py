@@ -45,6 +45,7 @@ def test_defaults_and_secrets(clean_env: pytest.MonkeyPatch) -> None:
     assert settings.log_level == "DEBUG"
     assert (settings.db_pool_min_size, settings.db_pool_max_size) == (2, 10)
     assert settings.cache_ttl_seconds == 60
+    assert settings.idempotency_retention_seconds == 86_400
     assert settings.release == package_version()  # not run from a release's virtualenv
 
 
@@ -61,10 +62,12 @@ def test_bad_values_are_named_not_shown(clean_env: pytest.MonkeyPatch) -> None:
         APP_REDIS_URL=REDIS_URL,
         APP_DB_POOL_MAX_SIZE="lots",
         APP_LOG_LEVEL="chatty",
+        APP_IDEMPOTENCY_RETENTION_SECONDS="0",
     )
     assert "APP_DATABASE_URL: must be a URL with scheme postgresql or postgres" in message
     assert "APP_DB_POOL_MAX_SIZE" in message
     assert "APP_LOG_LEVEL" in message
+    assert "APP_IDEMPOTENCY_RETENTION_SECONDS" in message
     assert "lots" not in message
     assert "chatty" not in message
 

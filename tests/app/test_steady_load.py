@@ -1,7 +1,8 @@
 """``fleet load steady``'s item mix is valid for the real app: every request as expected, every item stored.
 
 A real Gunicorn with PostgreSQL and Redis on loopback; the mix's bodies and paths follow the
-app's models, so nothing but 201 (POST) and 200 (GET, PATCH, /health) may come back.
+app's models, so nothing but 201 (POST) and 200 (GET, PATCH, /health) may come back, and its
+Idempotency-Keys are the app's syntax.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def test_item_mix_against_the_app_fails_nothing_and_stores_every_item(server: Gu
     assert result.collected[RELEASE] >= 15  # every fourth request asks /health
     with psycopg.connect(postgres.url) as conn:
         rows = conn.execute("SELECT id, name, description FROM items ORDER BY id").fetchall()
+        keys = conn.execute("SELECT split_part(fingerprint, ' ', 1), count(*) FROM idempotency_keys GROUP BY 1")
+        stored = dict(keys.fetchall())
     assert [row[0] for row in rows] == sorted(result.created_ids)
     assert all(name.startswith("fleet-load ") for _, name, _ in rows)
     assert sum(description.startswith("patched by request ") for _, _, description in rows) >= 1
+    # Each POST and PATCH came with a key of its own, stored with its response.
+    assert stored == {"POST": 15, "PATCH": result.by_method["PATCH"]}

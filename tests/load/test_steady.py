@@ -1,16 +1,20 @@
 """fleet.load.steady: a fixed rate held on an absolute clock, every outcome counted, gaps seen.
 
 The target is a threaded stand-in for the app's item API on loopback that can be told to
-answer slowly, pause, answer 503, reset connections, or answer a POST with 200.
+answer slowly, pause, answer 503, reset connections (before or after doing the request), or
+answer a POST with 200. Like the app, it answers a request whose ``Idempotency-Key`` it has
+seen with its first answer.
 """
 
 from __future__ import annotations
 
 import http.server
 import json
+import re
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -36,14 +40,18 @@ class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: threading.Event = field(default_factory=threading.Event)  # cleared: requests wait
     arrivals: list[tuple[float, str, str]] = field(default_factory=list)
+    keys: list[tuple[str, str | None]] = field(default_factory=list)  # method and Idempotency-Key of each arrival
+    answers: dict[str, tuple[int, object]] = field(default_factory=dict)  # by Idempotency-Key
     created: list[int] = field(default_factory=list)
     delay: float = 0.0
     fail_every: int = 0
     reset_every: int = 0
+    reset_after_request: bool = False  # reset once the request is done, instead of before
     post_status: int = 201
     release: str = "1.0"
     failed: int = 0
     resets: int = 0
+    replayed: int = 0
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -61,38 +69,54 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"null")
+        key = self.headers.get("Idempotency-Key")
         state = self.state
         with state.lock:
             state.arrivals.append((time.monotonic(), method, self.path))
+            state.keys.append((method, key))
             count = len(state.arrivals)
         state.running.wait(10)
         time.sleep(state.delay)
-        if state.reset_every and count % state.reset_every == 0:
-            with state.lock:
-                state.resets += 1
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
-            self.close_connection = True
+        reset = state.reset_every and count % state.reset_every == 0
+        if reset and not state.reset_after_request:
+            self._reset()
             return
         if state.fail_every and count % state.fail_every == 0:
             with state.lock:
                 state.failed += 1
             self._answer(503, {"detail": "unavailable"})
             return
-        self._route(method, body)
+        with state.lock:
+            answer = state.answers.get(key) if key else None
+            state.replayed += answer is not None
+        if answer is None:
+            answer = self._route(method, body)
+            if key:
+                with state.lock:
+                    state.answers[key] = answer
+        if reset:
+            self._reset()
+            return
+        self._answer(*answer)
 
-    def _route(self, method: str, body: object) -> None:
+    def _reset(self) -> None:
+        with self.state.lock:
+            self.state.resets += 1
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
+        self.close_connection = True
+
+    def _route(self, method: str, body: object) -> tuple[int, object]:
         state = self.state
         if self.path == "/health":
-            self._answer(200, {"status": "ok", "version": state.release})
-        elif method == "POST" and self.path == "/api/v1/items" and isinstance(body, dict) and body.get("name"):
+            return 200, {"status": "ok", "version": state.release}
+        if method == "POST" and self.path == "/api/v1/items" and isinstance(body, dict) and body.get("name"):
             with state.lock:
                 state.created.append(len(state.created) + 1)
                 item_id = state.created[-1]
-            self._answer(state.post_status, {"id": item_id, **body})
-        elif self.path.startswith("/api/v1/items/") and int(self.path.rsplit("/", 1)[1]) in state.created:
-            self._answer(200, {"id": int(self.path.rsplit("/", 1)[1])})
-        else:
-            self._answer(404, {"detail": "not found"})
+            return state.post_status, {"id": item_id, **body}
+        if self.path.startswith("/api/v1/items/") and int(self.path.rsplit("/", 1)[1]) in state.created:
+            return 200, {"id": int(self.path.rsplit("/", 1)[1])}
+        return 404, {"detail": "not found"}
 
     def _answer(self, status: int, body: object) -> None:
         data = json.dumps(body).encode()
@@ -190,16 +214,39 @@ def test_non_2xx_by_status_and_resets_are_counted(app):
     assert result.line().endswith(f" retried={state.resets}")
 
 
-def test_a_reset_post_or_patch_is_never_sent_again(app):
+def _keys(state: State, method: str) -> Counter[str | None]:
+    return Counter(key for arrived, key in state.keys if arrived == method)
+
+
+def test_a_reset_post_is_sent_once_more_with_its_idempotency_key(app):
     url, state = app
     state.reset_every = 1  # every connection closes without an answer, retries too
     result = run_steady(url, rate=40, duration=0.5, mix="items", **PATIENT)
     assert result.sent == 20 and result.ok_2xx == 0
     assert result.errors["reset"] == 20
-    arrived = [method for _, method, _ in state.arrivals]
-    assert arrived.count("POST") == result.by_method["POST"] > 0  # once each: never duplicated
-    assert arrived.count("PATCH") == result.by_method.get("PATCH", 0)
-    assert arrived.count("GET") == 2 * result.by_method["GET"] == 2 * result.retried  # once more, once
+    assert result.retried == 20  # every request once more, then given up
+    posts = _keys(state, "POST")
+    assert len(posts) == result.by_method["POST"] > 0  # a key of its own for each POST
+    assert set(posts.values()) == {2}  # each sent twice, with the same key
+    assert all(re.fullmatch(r'"[0-9a-f-]{36}"', str(key)) for key in posts)  # the draft's quoted string
+    assert "PATCH" not in result.by_method  # never an item to patch
+    assert _keys(state, "GET") == {None: 2 * result.by_method["GET"]}  # once more, without a key
+
+
+def test_a_post_or_patch_done_before_its_reset_is_answered_once(app):
+    url, state = app
+    # The request is done, then its connection reset: only its resend, with the same key, is
+    # answered (with the first answer), so each item is created once and recorded once.
+    state.reset_every, state.reset_after_request = 5, True
+    result = run_steady(url, rate=50, duration=1, mix="items", **PATIENT)
+    assert result.clean, result.line()
+    assert state.resets > 0 and result.retried == state.resets
+    assert sorted(result.created_ids) == state.created
+    assert len(state.created) == result.by_method["POST"]
+    keyed = _keys(state, "POST") + _keys(state, "PATCH")
+    assert len(keyed) == result.by_method["POST"] + result.by_method["PATCH"]
+    assert None not in keyed and set(keyed.values()) <= {1, 2}
+    assert sum(count == 2 for count in keyed.values()) == state.replayed > 0
 
 
 def test_a_post_succeeds_only_with_201(app):

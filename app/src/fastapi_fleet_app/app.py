@@ -15,6 +15,7 @@ from fastapi_fleet_app.api import items
 from fastapi_fleet_app.cache import ItemCache, create_redis
 from fastapi_fleet_app.db import create_pool
 from fastapi_fleet_app.health import router as health_router
+from fastapi_fleet_app.idempotency import Idempotency
 from fastapi_fleet_app.logs import configure_logging
 from fastapi_fleet_app.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from fastapi_fleet_app.resources import Resources
@@ -37,7 +38,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await pool.open(wait=False)
     cache = ItemCache(create_redis(settings), settings.cache_ttl_seconds, settings.cache_retry_seconds)
     await cache.warm(settings.redis_max_connections)
-    app.state.resources = Resources(settings=settings, pool=pool, cache=cache)
+    idempotency = Idempotency(pool, settings.idempotency_retention_seconds)
+    app.state.resources = Resources(settings=settings, pool=pool, cache=cache, idempotency=idempotency)
     metrics.BUILD_INFO.labels(package_version(), settings.release).set(1)
     observer = asyncio.create_task(metrics.observe_pool_forever(pool, POOL_METRICS_INTERVAL))
     log.info("started", extra={"release": settings.release})

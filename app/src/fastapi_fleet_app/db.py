@@ -10,7 +10,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from fastapi_fleet_app.settings import Settings
 
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+Conn = AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[Conn]
+# Where a statement runs: alone on a pooled connection, or in the transaction open on a connection.
+Db = Pool | Conn
 
 
 def create_pool(settings: Settings) -> Pool:

@@ -38,6 +38,9 @@ DB_POOL_WAITING = Gauge(
 )
 DB_ERRORS = Counter("app_db_errors", "Requests failed because PostgreSQL was unavailable.")
 CACHE_REQUESTS = Counter("app_cache_requests", "Item cache lookups.", ["result"])
+IDEMPOTENT_REPLAYS = Counter(
+    "app_idempotent_replays", "Keyed writes answered with the stored response of an earlier request."
+)
 DEGRADED = Counter("app_degraded", "Cache operations skipped because a dependency failed.", ["dependency"])
 BUILD_INFO = Gauge(
     "app_build_info", "Running package version and release.", ["version", "release"], multiprocess_mode="livemax"

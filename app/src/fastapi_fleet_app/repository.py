@@ -1,10 +1,18 @@
-"""SQL for the ``items`` table; every function is one autocommit statement."""
+"""SQL for the ``items`` table; every function is one statement.
+
+Given the pool, a statement runs alone (autocommit); given a connection, it runs in
+whatever transaction the caller has open on it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any, LiteralString
 
-from fastapi_fleet_app.db import Pool
+from psycopg import AsyncConnection
+
+from fastapi_fleet_app.db import Conn, Db, Pool
 
 Row = dict[str, Any]
 
@@ -21,14 +29,23 @@ _UPDATE = (
 _DELETE = "DELETE FROM items WHERE id = %s RETURNING id"
 
 
-async def _one(pool: Pool, query: LiteralString, params: tuple[Any, ...]) -> Row | None:
-    async with pool.connection() as conn:
+@contextlib.asynccontextmanager
+async def _connection(db: Db) -> AsyncIterator[Conn]:
+    if isinstance(db, AsyncConnection):
+        yield db
+        return
+    async with db.connection() as conn:
+        yield conn
+
+
+async def _one(db: Db, query: LiteralString, params: tuple[Any, ...]) -> Row | None:
+    async with _connection(db) as conn:
         cur = await conn.execute(query, params)
         return await cur.fetchone()
 
 
-async def insert_item(pool: Pool, name: str, description: str) -> Row:
-    row = await _one(pool, _INSERT, (name, description))
+async def insert_item(db: Db, name: str, description: str) -> Row:
+    row = await _one(db, _INSERT, (name, description))
     assert row is not None  # INSERT ... RETURNING always yields the row
     return row
 
@@ -44,9 +61,9 @@ async def list_items(pool: Pool, after: int, limit: int) -> list[Row]:
         return await cur.fetchall()
 
 
-async def update_item(pool: Pool, item_id: int, name: str | None, description: str | None) -> Row | None:
+async def update_item(db: Db, item_id: int, name: str | None, description: str | None) -> Row | None:
     """Set the given fields (``None`` keeps the current value); None if no such item."""
-    return await _one(pool, _UPDATE, (name, description, item_id))
+    return await _one(db, _UPDATE, (name, description, item_id))
 
 
 async def delete_item(pool: Pool, item_id: int) -> bool:

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from fastapi_fleet_app.cache import ItemCache
 from fastapi_fleet_app.db import Pool
+from fastapi_fleet_app.idempotency import Idempotency
 from fastapi_fleet_app.settings import Settings
 
 
@@ -17,6 +18,7 @@ class Resources:
     settings: Settings
     pool: Pool
     cache: ItemCache
+    idempotency: Idempotency
 
 
 async def get_resources(request: Request) -> Resources:

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     cache_retry_seconds: float = Field(default=2.0, ge=0, le=3600)
     ready_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     max_body_bytes: int = Field(default=65_536, ge=0)
+    # How long an Idempotency-Key and its stored response are kept (a resend later runs again).
+    idempotency_retention_seconds: int = Field(default=86_400, ge=1)
     log_level: LogLevel = "INFO"
     log_file: str = "-"
     release: str = Field(default_factory=running_release, min_length=1, max_length=64)

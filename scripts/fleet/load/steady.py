@@ -17,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
 from types import TracebackType
 from typing import Self, TypedDict, Unpack
 
 import httpx
 
 from fleet.load.mix import MIXES, Call, Collect, Mix, health_release
-from fleet.load.tally import IDEMPOTENT_METHODS, SteadyResult, Tally, error_kind
+from fleet.load.tally import IDEMPOTENCY_KEY, IDEMPOTENT_METHODS, SteadyResult, Tally, error_kind
 from fleet.load.targets import DEFAULT_ALLOWED_NETWORKS, LoadError, check_target
 from fleet.tls import tls_context
 
@@ -221,17 +222,20 @@ class SteadyLoad:
         tally.sent += 1
         tally.by_method[call.method] += 1
         started = self._loop.time()
+        # A POST or PATCH carries its own Idempotency-Key, so that it may be sent again too.
+        headers = None if call.method in IDEMPOTENT_METHODS else {IDEMPOTENCY_KEY: f'"{uuid.uuid4()}"'}
         try:
             async with asyncio.timeout(self.timeout):
                 try:
-                    response = await client.request(call.method, call.path, json=call.body)
+                    response = await client.request(call.method, call.path, json=call.body, headers=headers)
                 except (httpx.HTTPError, OSError) as exc:
-                    # An idempotent request whose connection closed before any answer is sent
-                    # once more, as HTTP clients do (RFC 9112, 9.3.1); a POST or PATCH never.
-                    if call.method not in IDEMPOTENT_METHODS or error_kind(exc) != "reset":
+                    # A request whose connection closed before any answer is sent once more: an
+                    # idempotent one as HTTP clients do (RFC 9112, 9.3.1), a POST or PATCH with the
+                    # same key, which the app answers with the first attempt's response if it had one.
+                    if error_kind(exc) != "reset":
                         raise
                     tally.retried += 1
-                    response = await client.request(call.method, call.path, json=call.body)
+                    response = await client.request(call.method, call.path, json=call.body, headers=headers)
         except (httpx.HTTPError, OSError, TimeoutError) as exc:
             tally.errors[error_kind(exc)] += 1
             return

@@ -12,7 +12,10 @@ import httpx
 
 ERROR_KINDS = ("refused", "reset", "timeout", "other")
 # Methods a client may send again when the connection closed before any answer (RFC 9112, 9.3.1).
+# Any other (POST, PATCH) is sent with an Idempotency-Key (draft-ietf-httpapi-idempotency-key-header),
+# which makes sending it again safe with an app that honours the key.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+IDEMPOTENCY_KEY = "Idempotency-Key"
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 
@@ -41,14 +44,15 @@ class SteadyResult:
 
     ``non_2xx`` maps each status that was not a success to its count: any non-2xx, and
     a POST answered with anything but 201. ``errors`` counts requests that got no answer,
-    by kind (:data:`ERROR_KINDS`); ``retried`` the idempotent requests sent once more, as
-    HTTP clients do, after their reused connection closed before any answer (a load
-    balancer's reload closes idle connections; one that just carried a request races it),
-    counted in ``sent`` once. ``skipped`` counts scheduled requests that were not sent
-    because ``max_in_flight`` requests were already waiting. ``max_gap_s`` is the longest
-    time without a successful response, from the first scheduled request to the end of the
-    run (responses still in flight at the end included). ``collected`` counts the values a
-    collector read from responses (by default the release ``/health`` names).
+    by kind (:data:`ERROR_KINDS`); ``retried`` the requests sent once more after their reused
+    connection closed before any answer (a load balancer's reload closes idle connections;
+    one that just carried a request races it), counted in ``sent`` once: idempotent ones as
+    HTTP clients do, a POST or PATCH with the same ``Idempotency-Key``. ``skipped`` counts
+    scheduled requests that were not sent because ``max_in_flight`` requests were already
+    waiting. ``max_gap_s`` is the longest time without a successful response, from the first
+    scheduled request to the end of the run (responses still in flight at the end included).
+    ``collected`` counts the values a collector read from responses (by default the release
+    ``/health`` names).
     """
 
     url: str

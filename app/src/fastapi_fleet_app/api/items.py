@@ -1,4 +1,7 @@
-"""``/api/v1/items``: CRUD with keyset pagination and a read-through cache."""
+"""``/api/v1/items``: CRUD with keyset pagination and a read-through cache.
+
+POST and PATCH take an ``Idempotency-Key`` (:mod:`fastapi_fleet_app.idempotency`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from fastapi_fleet_app import repository
+from fastapi_fleet_app.db import Db
+from fastapi_fleet_app.idempotency import Key
 from fastapi_fleet_app.models import Item, ItemCreate, ItemPage, ItemPatch
 from fastapi_fleet_app.resources import Deps
 from fastapi_fleet_app.responses import OrjsonResponse, dumps
@@ -24,9 +29,12 @@ def _not_found() -> HTTPException:
 
 
 @router.post("", response_model=Item, status_code=status.HTTP_201_CREATED)
-async def create_item(body: ItemCreate, deps: Deps) -> Response:
-    row = await repository.insert_item(deps.pool, body.name, body.description)
-    return OrjsonResponse(row, status.HTTP_201_CREATED, {"Location": f"{router.prefix}/{row['id']}"})
+async def create_item(body: ItemCreate, deps: Deps, key: Key) -> Response:
+    async def insert(db: Db) -> Response:
+        row = await repository.insert_item(db, body.name, body.description)
+        return OrjsonResponse(row, status.HTTP_201_CREATED, {"Location": f"{router.prefix}/{row['id']}"})
+
+    return await deps.idempotency.run(key, "POST", router.prefix, body, insert)
 
 
 @router.get("", response_model=ItemPage)
@@ -52,22 +60,26 @@ async def get_item(item_id: ItemId, deps: Deps) -> Response:
     return OrjsonResponse(body)
 
 
-async def _update(deps: Deps, item_id: int, name: str | None, description: str | None) -> Response:
-    row = await repository.update_item(deps.pool, item_id, name, description)
+async def _update(db: Db, item_id: int, body: ItemCreate | ItemPatch) -> Response:
+    row = await repository.update_item(db, item_id, body.name, body.description)
     if row is None:
         raise _not_found()
-    await deps.cache.invalidate(item_id)
     return OrjsonResponse(row)
 
 
 @router.put("/{item_id}", response_model=Item, responses=_NOT_FOUND)
 async def replace_item(item_id: ItemId, body: ItemCreate, deps: Deps) -> Response:
-    return await _update(deps, item_id, body.name, body.description)
+    response = await _update(deps.pool, item_id, body)
+    await deps.cache.invalidate(item_id)
+    return response
 
 
 @router.patch("/{item_id}", response_model=Item, responses=_NOT_FOUND)
-async def patch_item(item_id: ItemId, body: ItemPatch, deps: Deps) -> Response:
-    return await _update(deps, item_id, body.name, body.description)
+async def patch_item(item_id: ItemId, body: ItemPatch, deps: Deps, key: Key) -> Response:
+    path = f"{router.prefix}/{item_id}"
+    response = await deps.idempotency.run(key, "PATCH", path, body, lambda db: _update(db, item_id, body))
+    await deps.cache.invalidate(item_id)  # a replay's too: harmless
+    return response
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_NOT_FOUND)
