@@ -40,6 +40,7 @@ class State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     running: threading.Event = field(default_factory=threading.Event)  # cleared: requests wait
     arrivals: list[tuple[float, str, str]] = field(default_factory=list)
+    ports: set[int] = field(default_factory=set)  # the client's side of each connection used
     keys: list[tuple[str, str | None]] = field(default_factory=list)  # method and Idempotency-Key of each arrival
     answers: dict[str, tuple[int, object]] = field(default_factory=dict)  # by Idempotency-Key
     created: list[int] = field(default_factory=list)
@@ -74,6 +75,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         with state.lock:
             state.arrivals.append((time.monotonic(), method, self.path))
             state.keys.append((method, key))
+            state.ports.add(self.client_address[1])
             count = len(state.arrivals)
         state.running.wait(10)
         time.sleep(state.delay)
@@ -346,6 +348,18 @@ def test_a_collector_counts_any_response_field(app):
     assert sum(collected.values()) == load.result().ok_2xx
 
 
+@pytest.mark.parametrize(("connections", "most"), [(3, 3), (None, 256)])
+def test_connections_bound_the_pool_and_requests_beyond_wait_for_one(app, connections, most):
+    url, state = app
+    state.delay = 0.25  # about ten requests wait at once at 40/s
+    result = run_steady(url, rate=40, duration=1.5, mix="health", connections=connections, **PATIENT)
+    assert result.sent == 60 == result.ok_2xx
+    assert result.clean
+    if connections is None:  # one connection per request in flight, as many as the bound allows
+        assert len(state.ports) > 3, state.ports
+    assert len(state.ports) <= most, state.ports
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -356,6 +370,8 @@ def test_a_collector_counts_any_response_field(app):
         ({"duration": 0}, "duration must be"),
         ({"max_in_flight": 0}, "max_in_flight must be 1..256"),
         ({"max_in_flight": 10_000}, "max_in_flight must be 1..256"),
+        ({"connections": 0}, r"connections must be 1..max_in_flight \(32\)"),
+        ({"connections": 33}, r"connections must be 1..max_in_flight \(32\)"),
         ({"timeout": 0}, "timeout must be"),
         ({"timeout": 600}, "timeout must be"),
         ({"mix": "everything"}, "unknown mix 'everything'"),

@@ -81,6 +81,11 @@ def _add_steady(parser: argparse.ArgumentParser) -> None:
         default=32,
         help=f"requests waiting at most; more are skipped (default 32, at most {MAX_IN_FLIGHT})",
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="connections at most; requests beyond wait for one within --timeout (default: --in-flight)",
+    )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds for a whole answer (default 5)")
     parser.add_argument("--ca-file", help="verify TLS against this CA (default: not verified, as in the lab)")
     _add_common(parser)
@@ -160,6 +165,7 @@ def run_steady_command(args: argparse.Namespace) -> int:
             duration=args.duration,
             mix=args.mix,
             max_in_flight=args.in_flight,
+            connections=args.connections,
             ca_file=args.ca_file,
             **_shared(args),
         ),

@@ -3,9 +3,10 @@
 Request ``i`` is due at ``start + i / rate`` on the monotonic clock and is sent as its own
 task, so slow answers never lower the rate: they only raise the number in flight. A request
 due while ``max_in_flight`` are still waiting is not sent and counts as ``skipped``; every
-request has ``timeout`` seconds for its whole answer. The run ends after ``duration``, or
-at :meth:`SteadyLoad.stop` (then never later than :data:`MAX_DURATION`), and waits for
-the requests in flight before it reports.
+request has ``timeout`` seconds for its whole answer, a wait for one of the ``connections``
+(default: as many as ``max_in_flight``) included, as in any client's connection pool. The
+run ends after ``duration``, or at :meth:`SteadyLoad.stop` (then never later than
+:data:`MAX_DURATION`), and waits for the requests in flight before it reports.
 
     with start_steady("https://10.231.0.21", rate=20) as load:
         subprocess.run(["ansible-playbook", "playbooks/site.yml"], check=True)
@@ -43,6 +44,7 @@ class SteadyOptions(TypedDict, total=False):
     duration: float | None
     mix: str | Mix
     max_in_flight: int
+    connections: int | None
     timeout: float
     headers: dict[str, str] | None
     ca_file: str | None
@@ -50,14 +52,18 @@ class SteadyOptions(TypedDict, total=False):
     allow: tuple[str, ...]
 
 
-def check_bounds(rate: float, duration: float | None, max_in_flight: int, timeout: float) -> None:
-    """Refuse a rate, duration, in-flight bound or timeout outside the sane range."""
+def check_bounds(
+    rate: float, duration: float | None, max_in_flight: int, timeout: float, connections: int | None = None
+) -> None:
+    """Refuse a rate, duration, in-flight bound, connection count or timeout outside the sane range."""
     if not 0 < rate <= MAX_RATE:
         raise LoadError(f"rate must be above 0 and at most {MAX_RATE:g} requests/s, not {rate:g}")
     if duration is not None and not 0 < duration <= MAX_DURATION:
         raise LoadError(f"duration must be above 0 and at most {MAX_DURATION:g} seconds, not {duration:g}")
     if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
         raise LoadError(f"max_in_flight must be 1..{MAX_IN_FLIGHT}, not {max_in_flight}")
+    if connections is not None and not 1 <= connections <= max_in_flight:
+        raise LoadError(f"connections must be 1..max_in_flight ({max_in_flight}), not {connections}")
     if not 0 < timeout <= MAX_TIMEOUT:
         raise LoadError(f"timeout must be above 0 and at most {MAX_TIMEOUT:g} seconds, not {timeout:g}")
 
@@ -81,13 +87,14 @@ class SteadyLoad:
         duration: float | None = None,
         mix: str | Mix = "items",
         max_in_flight: int = 32,
+        connections: int | None = None,
         timeout: float = 5.0,
         headers: dict[str, str] | None = None,
         ca_file: str | None = None,
         collect: Collect | None = health_release,
         allow: tuple[str, ...] = DEFAULT_ALLOWED_NETWORKS,
     ) -> None:
-        check_bounds(rate, duration, max_in_flight, timeout)
+        check_bounds(rate, duration, max_in_flight, timeout, connections)
         check_target(url, allow)
         self.url = url
         self.rate = rate
@@ -95,6 +102,7 @@ class SteadyLoad:
         self.limit = duration if duration is not None else MAX_DURATION
         self.mix = _mix(mix)
         self.max_in_flight = max_in_flight
+        self.connections = connections or max_in_flight
         self.timeout = timeout
         self.headers = {"User-Agent": "fleet-load-steady", **(headers or {})}
         try:
@@ -173,7 +181,7 @@ class SteadyLoad:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         ready.set()
-        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight)
+        limits = httpx.Limits(max_connections=self.connections, max_keepalive_connections=self.connections)
         client = httpx.AsyncClient(
             base_url=self.url,
             headers=self.headers,
