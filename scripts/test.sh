@@ -40,32 +40,7 @@ step ruff-format ruff format --check .
 step yamllint yamllint -s .
 step ansible-lint ansible-lint
 step lab-images lab_images
-# The two scenarios use disjoint lab machines and run side by side: most of a scenario's time
-# is one host's serial Ansible tasks, health gates and load runs, which leave the second core
-# to the other. Each line of their output is prefixed with the scenario's name.
-scenario() {
-    local start=$SECONDS status=0
-    molecule test --scenario-name "$1" 2>&1 | sed -u "s/^/[$1] /" || status=$?
-    echo "[$1] molecule test: exit $status after $((SECONDS - start)) s"
-    return $status
-}
-molecule_scenarios() {
-    local name pid failed=0
-    local -A pids=()
-    for name in default fleet; do
-        scenario "$name" &
-        pids[$name]=$!
-    done
-    for name in "${!pids[@]}"; do
-        pid=${pids[$name]}
-        if ! wait "$pid"; then
-            echo "test: molecule scenario $name failed" >&2
-            failed=1
-        fi
-    done
-    return $failed
-}
 step pytest pytest
-step molecule molecule_scenarios
+step molecule molecule test --all
 echo "=== timings"
 printf '%s\n' "${timings[@]}"
