@@ -36,6 +36,7 @@ def create_pool(settings: Settings) -> Pool:
         min_size=settings.db_pool_min_size,
         max_size=settings.db_pool_max_size,
         timeout=settings.db_pool_timeout_seconds,
+        reconnect_timeout=settings.db_reconnect_timeout_seconds,
         check=AsyncConnectionPool.check_connection,
         name="fastapi-fleet-app",
         open=False,

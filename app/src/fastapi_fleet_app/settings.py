@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=10, ge=1, le=1000)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     db_connect_timeout_seconds: int = Field(default=5, ge=1, le=300)
+    # How long the pool retries a lost connection (backoff 1, 2, 4 ... s) before leaving it to
+    # the next request: psycopg_pool's 300 s let a long outage's backoff outlast the outage.
+    db_reconnect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     db_statement_timeout_ms: int = Field(default=10_000, ge=0)
     # Opened when a worker starts (each Redis command holds one for a round trip of about a millisecond).
     redis_max_connections: int = Field(default=16, ge=1, le=1_000)
