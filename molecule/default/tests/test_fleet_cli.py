@@ -201,8 +201,14 @@ def _read_until(lines: queue.Queue, seen: list, done, timeout: float) -> bool:
 
 def test_logs_follow_until_interrupted(inventory):
     lb_hosts = hosts_of(inventory, "loadbalancers")
+    # Ctrl-C on a terminal: SIGINT at its default disposition. A shell starts a background job
+    # (`./scripts/test.sh &`) with SIGINT ignored, which children inherit and Python then keeps
+    # (no KeyboardInterrupt): this runs fleet through a small exec that restores the default.
+    restore_sigint = (
+        "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+    )
     process = subprocess.Popen(
-        [FLEET, "logs", "nginx", "-f", "-n", "1", "-i", inventory],
+        [sys.executable, "-c", restore_sigint, FLEET, "logs", "nginx", "-f", "-n", "1", "-i", inventory],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
