@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 APP_ROOT = "/opt/fastapi-fleet"
 PLAY_TIMEOUT = 1800
+# The steady load's connections at most, as a client's pool: below nginx's 50 per client
+# address (nginx_conn_limit), which a single-host restart's wait would otherwise exceed with
+# one connection per waiting request (429s from nginx, not from the roll: seen when the
+# host's CPU was shared).
+STEADY_CONNECTIONS = 32
 HEALTH = "src/fastapi_fleet_app/health.py"
 READY_CHECK = '    ok = postgres == "ok" and redis == "ok"\n'
 HEALTH_BODY = '"hostname": _HOSTNAME}'

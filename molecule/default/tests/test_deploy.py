@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import host_address
-from deploys import current_release, make_release, run_playbook, running_build, running_release
+from deploys import STEADY_CONNECTIONS, current_release, make_release, run_playbook, running_build, running_release
 
 from fleet.load import start_steady
 
@@ -21,10 +21,6 @@ RATE = 16
 # Requests wait in the socket's backlog while the service restarts (the old workers drain
 # nginx's keep-alive connections first): far longer than a drained host's roll.
 TIMEOUT_S = 30
-# At most this many connections, as a client's pool: below nginx's 50 per client address
-# (nginx_conn_limit), which a restart's wait would otherwise exceed with one connection per
-# waiting request (429s from nginx, not from the roll: seen when the host's CPU was shared).
-CONNECTIONS = 32
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +31,11 @@ def inventory(request) -> str:
 def _roll_under_load(host, inventory: str, playbook: str, extra_vars: dict):
     # Room in flight for every request of a 15 s wait (a skipped request counts as a failure).
     load = start_steady(
-        f"https://{host_address(host)}", rate=RATE, timeout=TIMEOUT_S, max_in_flight=RATE * 15, connections=CONNECTIONS
+        f"https://{host_address(host)}",
+        rate=RATE,
+        timeout=TIMEOUT_S,
+        max_in_flight=RATE * 15,
+        connections=STEADY_CONNECTIONS,
     )
     with load:
         while load.successes < RATE:  # the load flows before the roll starts

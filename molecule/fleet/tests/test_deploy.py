@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 from conftest import address
-from deploys import APP_ROOT, current_release, make_release, run_playbook, running_build, running_release
+from deploys import (
+    APP_ROOT,
+    STEADY_CONNECTIONS,
+    current_release,
+    make_release,
+    run_playbook,
+    running_build,
+    running_release,
+)
 
 from fleet.load import start_steady
 
@@ -21,8 +29,6 @@ APP_HOSTS = ("app1", "app2")
 # Below nginx's 20 r/s per client address on /api/ (three requests in four go there).
 RATE = 16
 MAX_GAP_S = 1.0
-# At most this many connections, as a client's pool: below nginx's 50 per client address.
-CONNECTIONS = 32
 # N+2 can never be ready: its gate (and N+1's readiness after the revert) waits this long
 # instead of the role's 60 s, which would only be spent waiting (N+1 is ready in a few seconds).
 BROKEN_GATE_TIMEOUT = 20
@@ -41,7 +47,7 @@ def trees(tmp_path_factory) -> dict[str, Path]:
 
 def _roll_under_load(fleet, inventory_file, playbook: str, extra_vars: dict):
     url = f"https://{address(fleet['lb1'])}"
-    with start_steady(url, rate=RATE, timeout=10, max_in_flight=RATE * 10, connections=CONNECTIONS) as load:
+    with start_steady(url, rate=RATE, timeout=10, max_in_flight=RATE * 10, connections=STEADY_CONNECTIONS) as load:
         while load.successes < RATE:  # the load flows before the roll starts
             time.sleep(0.1)
         play = run_playbook(inventory_file, playbook, extra_vars)
