@@ -12,10 +12,6 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 # user's plain `ansible-playbook` runs them with Ansible's own linear strategy.
 mitogen=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')
 export ANSIBLE_STRATEGY_PLUGINS="$mitogen/plugins/strategy" ANSIBLE_STRATEGY=mitogen_linear
-# Under Mitogen a task delegated to another host runs the inventory host's discovered Python
-# there (app1's python3.11 on lb1, Debian 13: "No such file or directory"); every Debian
-# host has /usr/bin/python3. The control node's own tasks keep Ansible's Python.
-export ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3
 
 timings=()
 step() {
