@@ -276,9 +276,6 @@ def _env(facts: Path) -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_CACHE_PLUGIN": "jsonfile",
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts),
-        # Ansible's own strategy, as users run it: for these short runs Mitogen's start
-        # (scripts/test.sh) costs more than it saves (549 s for the cases instead of 209).
-        "ANSIBLE_STRATEGY": "linear",
     }
 
 
