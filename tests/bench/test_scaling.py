@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -19,12 +18,6 @@ def test_settings_are_ansible_environment_variables():
     assert stock["ANSIBLE_CACHE_PLUGIN"] == "memory" and stock["ANSIBLE_GATHERING"] == "implicit"
     for setting in scaling.SETTINGS.values():
         assert all(name.startswith("ANSIBLE_") for name in setting.env)
-
-
-def test_the_mitogen_setting_points_at_the_installed_strategy_plugins():
-    env = scaling.SETTINGS["mitogen"].env
-    assert env["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    assert (Path(env["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
 
 
 def test_inventory_one_host_with_every_tier_and_base_hosts():

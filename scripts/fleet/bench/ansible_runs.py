@@ -113,7 +113,6 @@ def _timed(inventory: Path, setting: scaling.Setting, size: int, options: Option
     """One run of site.yml with the setting's environment, no control masters left from earlier runs."""
     control = Path(tempfile.mkdtemp(prefix="fleet-bench-cp-"))
     env = {
-        "ANSIBLE_STRATEGY": "linear",  # as shipped, whatever the caller's environment says (scripts/test.sh: Mitogen)
         **setting.env,
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(options.output_dir / "ansible-facts"),

@@ -15,11 +15,9 @@ repository's ansible.cfg; the time is a no-change ``site.yml`` run.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -32,14 +30,6 @@ class Setting:
     name: str
     env: Mapping[str, str]
     meaning: str
-
-
-def mitogen_strategy_plugins() -> str:
-    """Where the installed Mitogen keeps its strategy plugins (without importing it: it imports Ansible)."""
-    spec = importlib.util.find_spec("ansible_mitogen")
-    if spec is None or spec.origin is None:
-        return ""
-    return str(Path(spec.origin).parent / "plugins" / "strategy")
 
 
 # Ansible's own defaults: forks 5, no pipelining, facts in memory, gathered by every play.
@@ -62,11 +52,6 @@ SETTINGS: dict[str, Setting] = {
             "the bundle with facts kept in memory only (gathered once per run)",
         ),
         Setting("free", {"ANSIBLE_STRATEGY": "free"}, "the bundle with the free strategy (hosts do not wait per task)"),
-        Setting(
-            "mitogen",
-            {"ANSIBLE_STRATEGY": "mitogen_linear", "ANSIBLE_STRATEGY_PLUGINS": mitogen_strategy_plugins()},
-            "the bundle under Mitogen (one Python per host for the whole run, not one per task)",
-        ),
         Setting(
             "ansible-defaults",
             _ANSIBLE_DEFAULTS,
