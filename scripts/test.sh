@@ -6,12 +6,6 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
-# Every Ansible run of the suite (molecule's and the verifiers' own) under Mitogen's strategy:
-# one Python interpreter per host for the whole run instead of one per task, which halves a
-# site.yml run on the lab (docs/performance.md). The roles and playbooks are the same; a
-# user's plain `ansible-playbook` runs them with Ansible's own linear strategy.
-mitogen=$(python -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))')
-export ANSIBLE_STRATEGY_PLUGINS="$mitogen/plugins/strategy" ANSIBLE_STRATEGY=mitogen_linear
 
 timings=()
 step() {
